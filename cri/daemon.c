@@ -1,0 +1,35 @@
+/* Daemon state: opens and closes each service's state in order. Service areas add their open
+ * and close calls in the marked places, in dependency order (images before pods). */
+#include "daemon.h"
+
+#include <errno.h>
+#include <string.h>
+
+#include "log.h"
+#include "util.h"
+
+int vgpu_daemon_init(struct vgpu_daemon *d, struct vgpu_config *cfg, struct vgpu_err *err)
+{
+	memset(d, 0, sizeof(*d));
+	d->cfg = cfg;
+	d->start_wall_ns = vgpu_wall_ns();
+	if (pthread_mutex_init(&d->lock, NULL) != 0)
+		return vgpu_err_set(err, -ENOMEM, "cannot create daemon lock");
+	int r = vgpu_mkdir_p(cfg->state_dir, 0700, err);
+	if (r == 0)
+		r = vgpu_mkdir_p(cfg->run_dir, 0700, err);
+	if (r < 0)
+		return vgpu_err_prefix(err, "daemon directories");
+	/* service init: images */
+	/* service init: pods */
+	return 0;
+}
+
+void vgpu_daemon_fini(struct vgpu_daemon *d)
+{
+	/* service fini: pods */
+	/* service fini: images */
+	free(d->pod_cidr);
+	d->pod_cidr = NULL;
+	pthread_mutex_destroy(&d->lock);
+}

@@ -1,0 +1,56 @@
+/* Every RPC of RuntimeService and ImageService and the C function that serves it (see rpc.h).
+ * A NULL handler answers UNIMPLEMENTED with the RPC's name. FAST rows are served by threads that
+ * slow RPCs cannot occupy. */
+#include "rpc.h"
+#include "runtime_service.h"
+
+#define RT "RuntimeService"
+#define IM "ImageService"
+#define UNARY(svc, name, cls, fn) { svc, name, cls, fn, NULL }
+#define STREAM(svc, name, fn) { svc, name, VGPU_RPC_STREAM, NULL, fn }
+
+const struct vgpu_rpc vgpu_rpc_table[] = {
+	UNARY(RT, "Version", VGPU_RPC_FAST, vgpu_rpc_version),
+	UNARY(RT, "RunPodSandbox", VGPU_RPC_SLOW, NULL),
+	UNARY(RT, "StopPodSandbox", VGPU_RPC_SLOW, NULL),
+	UNARY(RT, "RemovePodSandbox", VGPU_RPC_SLOW, NULL),
+	UNARY(RT, "PodSandboxStatus", VGPU_RPC_FAST, NULL),
+	UNARY(RT, "ListPodSandbox", VGPU_RPC_FAST, NULL),
+	STREAM(RT, "StreamPodSandboxes", NULL),
+	UNARY(RT, "CreateContainer", VGPU_RPC_SLOW, NULL),
+	UNARY(RT, "StartContainer", VGPU_RPC_SLOW, NULL),
+	UNARY(RT, "StopContainer", VGPU_RPC_SLOW, NULL),
+	UNARY(RT, "RemoveContainer", VGPU_RPC_SLOW, NULL),
+	UNARY(RT, "ListContainers", VGPU_RPC_FAST, NULL),
+	STREAM(RT, "StreamContainers", NULL),
+	UNARY(RT, "ContainerStatus", VGPU_RPC_FAST, NULL),
+	UNARY(RT, "UpdateContainerResources", VGPU_RPC_SLOW, NULL),
+	UNARY(RT, "ReopenContainerLog", VGPU_RPC_SLOW, NULL),
+	UNARY(RT, "ExecSync", VGPU_RPC_SLOW, NULL),
+	UNARY(RT, "Exec", VGPU_RPC_SLOW, NULL),
+	UNARY(RT, "Attach", VGPU_RPC_SLOW, NULL),
+	UNARY(RT, "PortForward", VGPU_RPC_SLOW, NULL),
+	UNARY(RT, "ContainerStats", VGPU_RPC_SLOW, NULL),
+	UNARY(RT, "ListContainerStats", VGPU_RPC_SLOW, NULL),
+	STREAM(RT, "StreamContainerStats", NULL),
+	UNARY(RT, "PodSandboxStats", VGPU_RPC_SLOW, NULL),
+	UNARY(RT, "ListPodSandboxStats", VGPU_RPC_SLOW, NULL),
+	STREAM(RT, "StreamPodSandboxStats", NULL),
+	UNARY(RT, "UpdateRuntimeConfig", VGPU_RPC_FAST, vgpu_rpc_update_runtime_config),
+	UNARY(RT, "Status", VGPU_RPC_FAST, vgpu_rpc_status),
+	UNARY(RT, "CheckpointContainer", VGPU_RPC_SLOW, NULL),
+	STREAM(RT, "GetContainerEvents", NULL),
+	UNARY(RT, "ListMetricDescriptors", VGPU_RPC_FAST, NULL),
+	UNARY(RT, "ListPodSandboxMetrics", VGPU_RPC_SLOW, NULL),
+	STREAM(RT, "StreamPodSandboxMetrics", NULL),
+	UNARY(RT, "RuntimeConfig", VGPU_RPC_FAST, vgpu_rpc_runtime_config),
+	UNARY(RT, "UpdatePodSandboxResources", VGPU_RPC_SLOW, NULL),
+	UNARY(IM, "ListImages", VGPU_RPC_FAST, NULL),
+	STREAM(IM, "StreamImages", NULL),
+	UNARY(IM, "ImageStatus", VGPU_RPC_FAST, NULL),
+	UNARY(IM, "PullImage", VGPU_RPC_SLOW, NULL),
+	UNARY(IM, "RemoveImage", VGPU_RPC_SLOW, NULL),
+	UNARY(IM, "ImageFsInfo", VGPU_RPC_FAST, NULL),
+};
+
+const size_t vgpu_rpc_table_len = sizeof(vgpu_rpc_table) / sizeof(vgpu_rpc_table[0]);
