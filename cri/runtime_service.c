@@ -4,6 +4,7 @@
 
 #include <dirent.h>
 #include <errno.h>
+#include <json-c/json.h>
 #include <string.h>
 
 #include "cri-api.pb-c.h"
@@ -107,9 +108,12 @@ int vgpu_rpc_status(struct vgpu_daemon *d, const ProtobufCMessage *req_msg, Prot
 		r->info[0] = info_entry("config", vgpu_config_to_json(d->cfg));
 		if (pthread_mutex_lock(&d->lock) != 0)
 			abort();
-		char *cidr = vgpu_strdup(d->pod_cidr ? d->pod_cidr : "");
+		json_object *cidr = json_object_new_string(d->pod_cidr ? d->pod_cidr : "");
 		pthread_mutex_unlock(&d->lock);
-		r->info[1] = info_entry("podCIDR", cidr);
+		/* crictl info parses every info value as JSON, so even a plain string is JSON-quoted. */
+		r->info[1] = info_entry("podCIDR", vgpu_strdup(json_object_to_json_string_ext(
+							     cidr, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE)));
+		json_object_put(cidr);
 	}
 	*resp = &r->base;
 	return 0;

@@ -50,6 +50,8 @@ def test_status_network_ready_with_cni_config(daemon, pb):
 
 def test_status_verbose_has_config_json(daemon, pb):
     st = daemon.runtime.Status(pb.StatusRequest(verbose=True))
+    for key, value in st.info.items():
+        json.loads(value)  # crictl info fails on any value that is not JSON
     cfg = json.loads(st.info["config"])
     assert cfg["socket"] == daemon.socket
     assert cfg["state_dir"] == daemon.state_dir
@@ -72,7 +74,8 @@ def test_update_runtime_config_records_pod_cidr(daemon, pb):
         runtime_config=pb.RuntimeConfig(network_config=pb.NetworkConfig(pod_cidr="10.88.0.0/16,fd00::/64")))
     daemon.runtime.UpdateRuntimeConfig(req)
     st = daemon.runtime.Status(pb.StatusRequest(verbose=True))
-    assert st.info["podCIDR"] == "10.88.0.0/16,fd00::/64"
+    # every info value is JSON, as crictl info expects
+    assert json.loads(st.info["podCIDR"]) == "10.88.0.0/16,fd00::/64"
     with pytest.raises(grpc.RpcError) as e:
         daemon.runtime.UpdateRuntimeConfig(pb.UpdateRuntimeConfigRequest(
             runtime_config=pb.RuntimeConfig(network_config=pb.NetworkConfig(pod_cidr="10.0.0.0/8; rm -rf /"))))
