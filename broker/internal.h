@@ -1,0 +1,138 @@
+/* internal.h: broker internals shared by broker.c (pods, workers, channel lifecycle) and
+ * dispatch.c (serving IDM operations: handle tables, pointer checks, quotas). */
+#ifndef BROKER_INTERNAL_H
+#define BROKER_INTERNAL_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+
+#include "backend.h"
+#include "broker.h"
+
+enum tag_kind { TAG_WAKE = 1, TAG_LISTENER, TAG_CHANNEL };
+
+/* epoll data points at one of these; kind says what ptr is. */
+struct ev_tag {
+    int kind;
+    void *ptr;
+};
+
+enum obj_type { OBJ_NONE = 0, OBJ_STREAM, OBJ_EVENT, OBJ_MODULE, OBJ_FUNC, OBJ_SEG };
+
+struct hentry {
+    void *obj;
+    uint32_t gen;
+    uint16_t type;
+    uint32_t next_free;
+};
+
+/* Per-channel opaque handles: salt(16) | generation(16) | index+1 (32). */
+struct htable {
+    struct hentry *e;
+    uint32_t cap, free_head, count;
+    uint16_t salt;
+};
+
+enum { RANGE_ALLOC = 1, RANGE_GLOBAL = 2 };
+struct arange {
+    uint64_t base, size;
+    int kind;
+};
+/* The channel's device memory: allocations and module globals, sorted by base. */
+struct atable {
+    struct arange *r;
+    size_t n, cap;
+};
+
+struct pod {
+    struct ev_tag ltag;
+    struct broker *b;
+    char id[IDM_POD_ID_MAX];
+    char *socket_path;
+    int listen_fd;
+    uint64_t quota_bytes;
+    unsigned compute_share;
+    /* lock guards: ctx, ctx_poisoned, usage, channels, destroying, closing */
+    pthread_mutex_t lock;
+    pthread_cond_t cond;
+    void *ctx;
+    bool ctx_poisoned;
+    bool closing;
+    struct broker_usage usage;
+    struct channel *channels;
+    unsigned destroying; /* channels unlisted but still being torn down */
+    bool owns_socket;    /* unlink socket_path on removal */
+    struct pod *next; /* guarded by broker.pods_lock */
+};
+
+struct chan_stats {
+    uint64_t calls, errors, launches, busy_ns, bytes_htod, bytes_dtoh;
+};
+
+/* A channel is served by one worker at a time (EPOLLONESHOT); only that worker touches the
+ * fields below except closing (atomic) and next/prev (pod->lock). */
+struct channel {
+    struct ev_tag tag;
+    struct broker *b;
+    struct pod *pod;
+    struct idm_chan *ic;
+    int epfd; /* inner epoll: our doorbell + the socket */
+    _Atomic int closing;
+    uint64_t id;
+    struct htable ht;
+    struct atable at;
+    int32_t deferred_err;
+    bool hello_done;
+    bool rings_registered;
+    uint8_t *scratch;
+    size_t scratch_cap;
+    struct chan_stats st;
+    struct channel *next, *prev;
+};
+
+struct broker {
+    struct backend be;
+    unsigned nworkers;
+    pthread_t *workers;
+    int epfd;
+    int wake_fd;
+    struct ev_tag wake_tag;
+    _Atomic int stop;
+    _Atomic uint64_t next_channel_id;
+    struct idm_hello dev; /* device part of every hello */
+    pthread_rwlock_t pods_lock; /* guards pods list */
+    struct pod *pods;
+    bool child;                 /* this is a pod process (pod_process.c) */
+    _Atomic int need_restart;   /* child: the pod's GPU state faulted; exit and be restarted */
+    struct pproc *pp;           /* process-per-pod mode: the parent's state (else NULL) */
+};
+
+/* broker.c: the in-process broker (also what runs inside each pod process) */
+int broker_inproc_create(const struct broker_config *cfg, broker_t **out, struct idm_err *err);
+void broker_inproc_destroy(broker_t *b);
+/* listen_fd >= 0: serve that (inherited) socket, and leave the path alone on removal */
+int broker_inproc_pod_add(broker_t *b, const char *pod_id, const char *socket_path, int listen_fd,
+                          uint64_t quota_bytes, unsigned compute_share, struct idm_err *err);
+int broker_inproc_pod_remove(broker_t *b, const char *pod_id, struct broker_usage *final_usage,
+                             struct idm_err *err);
+int broker_inproc_pod_usage(broker_t *b, const char *pod_id, struct broker_usage *out,
+                            struct idm_err *err);
+
+/* pod_process.c: one process per pod */
+int broker_pp_create(const struct broker_config *cfg, broker_t **out, struct idm_err *err);
+void broker_pp_destroy(broker_t *b);
+int broker_pp_pod_add(broker_t *b, const char *pod_id, const char *socket_path,
+                      uint64_t quota_bytes, unsigned compute_share, struct idm_err *err);
+int broker_pp_pod_remove(broker_t *b, const char *pod_id, struct idm_err *err);
+int broker_pp_pod_usage(broker_t *b, const char *pod_id, struct broker_usage *out,
+                        struct idm_err *err);
+
+/* dispatch.c */
+/* Serves one message; 0 consumed, 1 parked (reply ring full: not consumed), <0 close channel. */
+int broker_dispatch(struct channel *c, const struct idm_msg *hdr, const uint8_t *msg);
+/* Frees every object of the channel on the GPU and its pod's accounting. */
+void broker_channel_release_objects(struct channel *c);
+void broker_flush_stats(struct channel *c);
+bool broker_sticky_error(int cuerr);
+
+#endif

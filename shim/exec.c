@@ -1,0 +1,536 @@
+/* exec.c: modules and libraries, functions and kernel launches, streams and events.
+ * A module load returns, in one reply, every function with its parameter layout (the broker
+ * reads it with cuFuncGetParamInfo), so cuLaunchKernel packs the parameters and writes the launch
+ * to the ring without a round trip. */
+#include "shim.h"
+
+#include <elf.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+
+#define FATBIN_WRAPPER_MAGIC 0x466243b1u
+#define FATBIN_MAGIC 0xba55ed50u
+
+/* Size of a module image: ELF cubin, fatbin (or its wrapper), or NUL-terminated PTX text. */
+static size_t image_size(const void **image)
+{
+    const uint8_t *p = *image;
+    uint32_t magic;
+    memcpy(&magic, p, sizeof magic);
+    if (magic == FATBIN_WRAPPER_MAGIC) {
+        const void *data;
+        memcpy(&data, p + 8, sizeof data);
+        *image = data;
+        return image_size(image);
+    }
+    if (magic == FATBIN_MAGIC) {
+        uint16_t hsize;
+        uint64_t fsize;
+        memcpy(&hsize, p + 6, sizeof hsize);
+        memcpy(&fsize, p + 8, sizeof fsize);
+        return (size_t)hsize + fsize;
+    }
+    if (memcmp(p, ELFMAG, SELFMAG) == 0 && p[EI_CLASS] == ELFCLASS64) {
+        Elf64_Ehdr eh;
+        memcpy(&eh, p, sizeof eh);
+        uint64_t end = eh.e_shoff + (uint64_t)eh.e_shnum * eh.e_shentsize;
+        uint64_t pend = eh.e_phoff + (uint64_t)eh.e_phnum * eh.e_phentsize;
+        if (pend > end)
+            end = pend;
+        for (unsigned i = 0; i < eh.e_shnum; i++) {
+            Elf64_Shdr sh;
+            memcpy(&sh, p + eh.e_shoff + (uint64_t)i * eh.e_shentsize, sizeof sh);
+            if (sh.sh_type != SHT_NOBITS && sh.sh_offset + sh.sh_size > end)
+                end = sh.sh_offset + sh.sh_size;
+        }
+        return end;
+    }
+    return strlen((const char *)p) + 1;
+}
+
+static void free_mod(struct shim_mod *m)
+{
+    for (uint32_t i = 0; i < m->nfunc; i++) {
+        m->funcs[i].magic = 0;
+        free(m->funcs[i].name);
+        free(m->funcs[i].params);
+    }
+    free(m->funcs);
+    m->magic = 0;
+    free(m);
+}
+
+/* Parses the MODULE_LOAD reply body (after struct idm_module_rep). */
+static CUresult parse_funcs(struct shim_mod *m, const uint8_t *p, size_t len, uint32_t n)
+{
+    m->funcs = calloc(n ? n : 1, sizeof *m->funcs);
+    if (m->funcs == NULL)
+        return CUDA_ERROR_OUT_OF_MEMORY;
+    size_t off = 0;
+    for (uint32_t i = 0; i < n; i++) {
+        struct idm_func_desc d;
+        if (len - off < sizeof d)
+            return CUDA_ERROR_UNKNOWN;
+        memcpy(&d, p + off, sizeof d);
+        off += sizeof d;
+        size_t nl = ((size_t)d.namelen + 7) & ~(size_t)7;
+        size_t pl = (size_t)d.nparams * sizeof(struct idm_param_desc);
+        if (d.namelen > 4096 || d.nparams > 65536 || len - off < nl + pl)
+            return CUDA_ERROR_UNKNOWN;
+        struct shim_func *f = &m->funcs[m->nfunc++];
+        f->magic = SHIM_FUNC_MAGIC;
+        f->handle = d.handle;
+        f->mod = m;
+        f->name = strndup((const char *)p + off, d.namelen);
+        off += nl;
+        f->nparams = d.nparams;
+        f->params = calloc(d.nparams ? d.nparams : 1, sizeof *f->params);
+        if (f->name == NULL || f->params == NULL)
+            return CUDA_ERROR_OUT_OF_MEMORY;
+        memcpy(f->params, p + off, pl);
+        off += pl;
+        for (uint32_t k = 0; k < f->nparams; k++) {
+            uint64_t e = (uint64_t)f->params[k].offset + f->params[k].size;
+            if (e > 32768)
+                return CUDA_ERROR_UNKNOWN;
+            if (e > f->param_size)
+                f->param_size = (uint32_t)e;
+        }
+    }
+    return CUDA_SUCCESS;
+}
+
+static CUresult load(struct shim_mod **out, const void *image)
+{
+    NEED_INIT();
+    if (out == NULL || image == NULL)
+        return CUDA_ERROR_INVALID_VALUE;
+    size_t len = image_size(&image);
+    if (len == 0 || len + 256 > shim.ch->max_msg) {
+        idm_log(IDM_LOG_WARN, "libvgpu: module image of %zu bytes is larger than supported", len);
+        return CUDA_ERROR_NOT_SUPPORTED;
+    }
+    struct idm_module_load_req req = { len };
+    struct shim_mod *m = calloc(1, sizeof *m);
+    uint8_t *rep = malloc(shim.ch->max_msg);
+    if (m == NULL || rep == NULL) {
+        free(m);
+        free(rep);
+        return CUDA_ERROR_OUT_OF_MEMORY;
+    }
+    size_t cap = shim.ch->max_msg - sizeof(struct idm_msg) - sizeof(struct idm_rep);
+    CUresult r = shim_call(IDM_OP_MODULE_LOAD, &req, sizeof req, image, len, rep, cap);
+    if (r == CUDA_SUCCESS) {
+        struct idm_module_rep mr;
+        memcpy(&mr, rep, sizeof mr);
+        m->magic = SHIM_MOD_MAGIC;
+        m->handle = mr.module;
+        r = parse_funcs(m, rep + sizeof mr, cap - sizeof mr, mr.nfunc);
+        if (r != CUDA_SUCCESS) {
+            struct idm_handle_req u = { m->handle };
+            (void)shim_call(IDM_OP_MODULE_UNLOAD, &u, sizeof u, NULL, 0, NULL, 0);
+            free_mod(m);
+            m = NULL;
+        }
+    } else {
+        free(m);
+        m = NULL;
+    }
+    free(rep);
+    if (r == CUDA_SUCCESS)
+        *out = m;
+    return r;
+}
+
+static struct shim_mod *get_mod(void *h)
+{
+    struct shim_mod *m = h;
+    return m != NULL && m->magic == SHIM_MOD_MAGIC ? m : NULL;
+}
+
+static struct shim_func *get_func(void *h)
+{
+    struct shim_func *f = h;
+    return f != NULL && f->magic == SHIM_FUNC_MAGIC ? f : NULL;
+}
+
+SHIM_API CUresult cuModuleLoadData(CUmodule *module, const void *image)
+{
+    return load((struct shim_mod **)module, image);
+}
+
+SHIM_API CUresult cuModuleLoadDataEx(CUmodule *module, const void *image, unsigned int n,
+                                     CUjit_option *o, void **v)
+{
+    return load((struct shim_mod **)module, image);
+}
+
+SHIM_API CUresult cuModuleLoadFatBinary(CUmodule *module, const void *fatCubin)
+{
+    return load((struct shim_mod **)module, fatCubin);
+}
+
+SHIM_API CUresult cuModuleLoad(CUmodule *module, const char *fname)
+{
+    NEED_INIT();
+    FILE *f = fname ? fopen(fname, "rbe") : NULL;
+    if (f == NULL)
+        return CUDA_ERROR_FILE_NOT_FOUND;
+    size_t cap = shim.ch->max_msg, n;
+    char *buf = malloc(cap + 1);
+    n = buf ? fread(buf, 1, cap, f) : 0;
+    fclose(f);
+    if (buf == NULL)
+        return CUDA_ERROR_OUT_OF_MEMORY;
+    buf[n] = 0;
+    CUresult r = load((struct shim_mod **)module, buf);
+    free(buf);
+    return r;
+}
+
+SHIM_API CUresult cuModuleUnload(CUmodule hmod)
+{
+    NEED_INIT();
+    struct shim_mod *m = get_mod(hmod);
+    if (m == NULL)
+        return CUDA_ERROR_INVALID_HANDLE;
+    struct idm_handle_req req = { m->handle };
+    CUresult r = shim_call(IDM_OP_MODULE_UNLOAD, &req, sizeof req, NULL, 0, NULL, 0);
+    free_mod(m);
+    return r;
+}
+
+SHIM_API CUresult cuModuleGetFunction(CUfunction *hfunc, CUmodule hmod, const char *name)
+{
+    NEED_INIT();
+    struct shim_mod *m = get_mod(hmod);
+    if (hfunc == NULL || name == NULL)
+        return CUDA_ERROR_INVALID_VALUE;
+    if (m == NULL)
+        return CUDA_ERROR_INVALID_HANDLE;
+    for (uint32_t i = 0; i < m->nfunc; i++)
+        if (strcmp(m->funcs[i].name, name) == 0) {
+            *hfunc = (CUfunction)&m->funcs[i];
+            return CUDA_SUCCESS;
+        }
+    return CUDA_ERROR_NOT_FOUND;
+}
+
+SHIM_API CUresult cuModuleGetFunctionCount(unsigned int *count, CUmodule hmod)
+{
+    NEED_INIT();
+    struct shim_mod *m = get_mod(hmod);
+    if (m == NULL || count == NULL)
+        return CUDA_ERROR_INVALID_VALUE;
+    *count = m->nfunc;
+    return CUDA_SUCCESS;
+}
+
+SHIM_API CUresult cuModuleGetGlobal_v2(CUdeviceptr *dptr, size_t *bytes, CUmodule hmod,
+                                       const char *name)
+{
+    NEED_INIT();
+    struct shim_mod *m = get_mod(hmod);
+    if (name == NULL)
+        return CUDA_ERROR_INVALID_VALUE;
+    if (m == NULL)
+        return CUDA_ERROR_INVALID_HANDLE;
+    struct idm_module_global_req req = { m->handle, (uint32_t)strlen(name), 0 };
+    struct idm_module_global_rep rep = { 0 };
+    CUresult r = shim_call(IDM_OP_MODULE_GLOBAL, &req, sizeof req, name, req.namelen, &rep,
+                           sizeof rep);
+    if (r == CUDA_SUCCESS) {
+        if (dptr != NULL)
+            *dptr = rep.dptr;
+        if (bytes != NULL)
+            *bytes = rep.size;
+    }
+    return r;
+}
+
+/* The CUDA 12 library API maps onto modules: a CUlibrary is a module, a CUkernel a function. */
+SHIM_API CUresult cuLibraryLoadData(CUlibrary *library, const void *code, CUjit_option *jo,
+                                    void **jv, unsigned int nj, CUlibraryOption *lo, void **lv,
+                                    unsigned int nl)
+{
+    return load((struct shim_mod **)library, code);
+}
+
+SHIM_API CUresult cuLibraryUnload(CUlibrary library)
+{
+    return cuModuleUnload((CUmodule)library);
+}
+
+SHIM_API CUresult cuLibraryGetKernel(CUkernel *pKernel, CUlibrary library, const char *name)
+{
+    return cuModuleGetFunction((CUfunction *)pKernel, (CUmodule)library, name);
+}
+
+SHIM_API CUresult cuLibraryGetModule(CUmodule *pMod, CUlibrary library)
+{
+    NEED_INIT();
+    if (pMod == NULL || get_mod(library) == NULL)
+        return CUDA_ERROR_INVALID_VALUE;
+    *pMod = (CUmodule)library;
+    return CUDA_SUCCESS;
+}
+
+SHIM_API CUresult cuKernelGetFunction(CUfunction *pFunc, CUkernel kernel)
+{
+    NEED_INIT();
+    if (pFunc == NULL || get_func(kernel) == NULL)
+        return CUDA_ERROR_INVALID_VALUE;
+    *pFunc = (CUfunction)kernel;
+    return CUDA_SUCCESS;
+}
+
+SHIM_API CUresult cuFuncGetParamInfo(CUfunction func, size_t idx, size_t *off, size_t *size)
+{
+    NEED_INIT();
+    struct shim_func *f = get_func(func);
+    if (f == NULL)
+        return CUDA_ERROR_INVALID_HANDLE;
+    if (idx >= f->nparams)
+        return CUDA_ERROR_INVALID_VALUE;
+    if (off != NULL)
+        *off = f->params[idx].offset;
+    if (size != NULL)
+        *size = f->params[idx].size;
+    return CUDA_SUCCESS;
+}
+
+SHIM_API CUresult cuFuncGetName(const char **name, CUfunction func)
+{
+    NEED_INIT();
+    struct shim_func *f = get_func(func);
+    if (f == NULL || name == NULL)
+        return CUDA_ERROR_INVALID_VALUE;
+    *name = f->name;
+    return CUDA_SUCCESS;
+}
+
+SHIM_API CUresult cuFuncGetAttribute(int *pi, CUfunction_attribute attrib, CUfunction func)
+{
+    NEED_INIT();
+    struct shim_func *f = get_func(func);
+    if (f == NULL || pi == NULL)
+        return CUDA_ERROR_INVALID_VALUE;
+    struct idm_func_attr_req req = { f->handle, attrib, 0 };
+    struct idm_func_attr_rep rep = { 0 };
+    CUresult r = shim_call(IDM_OP_FUNC_GET_ATTR, &req, sizeof req, NULL, 0, &rep, sizeof rep);
+    if (r == CUDA_SUCCESS)
+        *pi = rep.value;
+    return r;
+}
+
+SHIM_API CUresult cuFuncSetAttribute(CUfunction func, CUfunction_attribute attrib, int value)
+{
+    NEED_INIT();
+    struct shim_func *f = get_func(func);
+    if (f == NULL)
+        return CUDA_ERROR_INVALID_HANDLE;
+    struct idm_func_attr_req req = { f->handle, attrib, value };
+    return shim_call(IDM_OP_FUNC_SET_ATTR, &req, sizeof req, NULL, 0, NULL, 0);
+}
+
+SHIM_API CUresult cuFuncSetCacheConfig(CUfunction func, CUfunc_cache config)
+{
+    NEED_INIT();
+    return get_func(func) != NULL ? CUDA_SUCCESS : CUDA_ERROR_INVALID_HANDLE;
+}
+
+static CUresult launch(struct shim_func *f, const uint32_t grid[3], const uint32_t block[3],
+                       uint32_t shmem, CUstream st, void **params, void **extra)
+{
+    const void *buf = NULL;
+    size_t buf_size = 0;
+    if (params == NULL && extra != NULL) {
+        for (size_t i = 0; extra[i] != CU_LAUNCH_PARAM_END; i += 2) {
+            if (extra[i] == CU_LAUNCH_PARAM_BUFFER_POINTER)
+                buf = extra[i + 1];
+            else if (extra[i] == CU_LAUNCH_PARAM_BUFFER_SIZE)
+                memcpy(&buf_size, extra[i + 1], sizeof buf_size);
+            else
+                return CUDA_ERROR_INVALID_VALUE;
+        }
+        if (buf == NULL || buf_size < f->param_size)
+            return CUDA_ERROR_INVALID_VALUE;
+    } else if (params == NULL && f->nparams > 0) {
+        return CUDA_ERROR_INVALID_VALUE;
+    }
+    struct idm_launch_req req = { f->handle, shim_stream(st), { grid[0], grid[1], grid[2] },
+                                  { block[0], block[1], block[2] }, shmem, f->param_size };
+    CUresult r = CUDA_SUCCESS;
+    pthread_mutex_lock(&shim.lock);
+    uint8_t *body = shim.dead ? NULL
+                              : idm_client_begin(shim.ch, IDM_OP_LAUNCH, 0, f->param_size, NULL);
+    if (body == NULL) {
+        r = CUDA_ERROR_DEVICE_UNAVAILABLE;
+    } else {
+        memcpy(body, &req, sizeof req);
+        uint8_t *pb = body + sizeof req;
+        if (buf != NULL) {
+            memcpy(pb, buf, f->param_size);
+        } else {
+            memset(pb, 0, f->param_size);
+            for (uint32_t i = 0; i < f->nparams; i++)
+                memcpy(pb + f->params[i].offset, params[i], f->params[i].size);
+        }
+        if (idm_client_send(shim.ch) < 0)
+            r = CUDA_ERROR_DEVICE_UNAVAILABLE;
+    }
+    pthread_mutex_unlock(&shim.lock);
+    return r;
+}
+
+SHIM_API CUresult cuLaunchKernel(CUfunction f, unsigned int gx, unsigned int gy, unsigned int gz,
+                                 unsigned int bx, unsigned int by, unsigned int bz,
+                                 unsigned int shmem, CUstream hStream, void **kernelParams,
+                                 void **extra)
+{
+    NEED_INIT();
+    struct shim_func *fn = get_func(f);
+    if (fn == NULL)
+        return CUDA_ERROR_INVALID_HANDLE;
+    if (gx == 0 || gy == 0 || gz == 0 || bx == 0 || by == 0 || bz == 0)
+        return CUDA_ERROR_INVALID_VALUE;
+    const uint32_t grid[3] = { gx, gy, gz }, block[3] = { bx, by, bz };
+    return launch(fn, grid, block, shmem, hStream, kernelParams, extra);
+}
+
+SHIM_API CUresult cuLaunchKernelEx(const CUlaunchConfig *c, CUfunction f, void **kernelParams,
+                                   void **extra)
+{
+    NEED_INIT();
+    if (c == NULL)
+        return CUDA_ERROR_INVALID_VALUE;
+    if (c->numAttrs > 0) {
+        static int warned;
+        if (!__atomic_exchange_n(&warned, 1, __ATOMIC_SEQ_CST))
+            idm_log(IDM_LOG_WARN, "libvgpu: cuLaunchKernelEx: launch attributes are ignored");
+    }
+    return cuLaunchKernel(f, c->gridDimX, c->gridDimY, c->gridDimZ, c->blockDimX, c->blockDimY,
+                          c->blockDimZ, c->sharedMemBytes, c->hStream, kernelParams, extra);
+}
+
+/* ---- streams ---- */
+
+SHIM_API CUresult cuStreamCreateWithPriority(CUstream *ph, unsigned int flags, int priority)
+{
+    NEED_INIT();
+    if (ph == NULL)
+        return CUDA_ERROR_INVALID_VALUE;
+    struct idm_stream_create_req req = { flags, priority };
+    struct idm_handle_rep rep = { 0 };
+    CUresult r = shim_call(IDM_OP_STREAM_CREATE, &req, sizeof req, NULL, 0, &rep, sizeof rep);
+    if (r == CUDA_SUCCESS)
+        *ph = (CUstream)(uintptr_t)rep.handle;
+    return r;
+}
+
+SHIM_API CUresult cuStreamCreate(CUstream *ph, unsigned int flags)
+{
+    return cuStreamCreateWithPriority(ph, flags, 0);
+}
+
+static CUresult handle_call(uint16_t op, uint64_t h)
+{
+    NEED_INIT();
+    struct idm_handle_req req = { h };
+    return shim_call(op, &req, sizeof req, NULL, 0, NULL, 0);
+}
+
+SHIM_API CUresult cuStreamDestroy_v2(CUstream s)
+{
+    if (shim_stream(s) == 0)
+        return CUDA_ERROR_INVALID_HANDLE;
+    return handle_call(IDM_OP_STREAM_DESTROY, shim_stream(s));
+}
+SHIM_API CUresult cuStreamDestroy(CUstream s) __attribute__((alias("cuStreamDestroy_v2")));
+
+SHIM_API CUresult cuStreamQuery(CUstream s)
+{
+    return handle_call(IDM_OP_STREAM_QUERY, shim_stream(s));
+}
+
+SHIM_API CUresult cuStreamSynchronize(CUstream s)
+{
+    return handle_call(IDM_OP_STREAM_SYNC, shim_stream(s));
+}
+
+SHIM_API CUresult cuStreamWaitEvent(CUstream s, CUevent e, unsigned int flags)
+{
+    NEED_INIT();
+    struct idm_stream_event_req req = { shim_stream(s), (uint64_t)(uintptr_t)e, flags, 0 };
+    return shim_post(IDM_OP_STREAM_WAIT_EVENT, 0, &req, sizeof req, NULL, 0);
+}
+
+/* ---- events ---- */
+
+SHIM_API CUresult cuEventCreate(CUevent *ph, unsigned int flags)
+{
+    NEED_INIT();
+    if (ph == NULL)
+        return CUDA_ERROR_INVALID_VALUE;
+    struct idm_event_create_req req = { flags, 0 };
+    struct idm_handle_rep rep = { 0 };
+    CUresult r = shim_call(IDM_OP_EVENT_CREATE, &req, sizeof req, NULL, 0, &rep, sizeof rep);
+    if (r == CUDA_SUCCESS)
+        *ph = (CUevent)(uintptr_t)rep.handle;
+    return r;
+}
+
+SHIM_API CUresult cuEventRecord(CUevent e, CUstream s)
+{
+    NEED_INIT();
+    if (e == NULL)
+        return CUDA_ERROR_INVALID_HANDLE;
+    struct idm_stream_event_req req = { shim_stream(s), (uint64_t)(uintptr_t)e, 0, 0 };
+    return shim_post(IDM_OP_EVENT_RECORD, 0, &req, sizeof req, NULL, 0);
+}
+
+SHIM_API CUresult cuEventRecordWithFlags(CUevent e, CUstream s, unsigned int flags)
+{
+    return cuEventRecord(e, s);
+}
+
+SHIM_API CUresult cuEventQuery(CUevent e)
+{
+    return handle_call(IDM_OP_EVENT_QUERY, (uint64_t)(uintptr_t)e);
+}
+
+SHIM_API CUresult cuEventSynchronize(CUevent e)
+{
+    return handle_call(IDM_OP_EVENT_SYNC, (uint64_t)(uintptr_t)e);
+}
+
+SHIM_API CUresult cuEventDestroy_v2(CUevent e)
+{
+    return handle_call(IDM_OP_EVENT_DESTROY, (uint64_t)(uintptr_t)e);
+}
+SHIM_API CUresult cuEventDestroy(CUevent e) __attribute__((alias("cuEventDestroy_v2")));
+
+SHIM_API CUresult cuEventElapsedTime(float *ms, CUevent a, CUevent b)
+{
+    NEED_INIT();
+    if (ms == NULL)
+        return CUDA_ERROR_INVALID_VALUE;
+    struct idm_event_pair_req req = { (uint64_t)(uintptr_t)a, (uint64_t)(uintptr_t)b };
+    struct idm_elapsed_rep rep = { 0 };
+    CUresult r = shim_call(IDM_OP_EVENT_ELAPSED, &req, sizeof req, NULL, 0, &rep, sizeof rep);
+    if (r == CUDA_SUCCESS)
+        *ms = rep.ms;
+    return r;
+}
+SHIM_API CUresult cuEventElapsedTime_v2(float *ms, CUevent a, CUevent b) __attribute__((alias("cuEventElapsedTime")));
+
+#define ALIAS(ret, name, target, args) SHIM_API ret name args __attribute__((alias(#target)));
+ALIAS(CUresult, cuLaunchKernel_ptsz, cuLaunchKernel, (CUfunction, unsigned, unsigned, unsigned, unsigned, unsigned, unsigned, unsigned, CUstream, void **, void **))
+ALIAS(CUresult, cuLaunchKernelEx_ptsz, cuLaunchKernelEx, (const CUlaunchConfig *, CUfunction, void **, void **))
+ALIAS(CUresult, cuStreamQuery_ptsz, cuStreamQuery, (CUstream))
+ALIAS(CUresult, cuStreamSynchronize_ptsz, cuStreamSynchronize, (CUstream))
+ALIAS(CUresult, cuStreamWaitEvent_ptsz, cuStreamWaitEvent, (CUstream, CUevent, unsigned))
+ALIAS(CUresult, cuEventRecord_ptsz, cuEventRecord, (CUevent, CUstream))
+ALIAS(CUresult, cuEventRecordWithFlags_ptsz, cuEventRecordWithFlags, (CUevent, CUstream, unsigned))

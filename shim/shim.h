@@ -1,0 +1,83 @@
+/* shim.h (internal): state of libvgpu.so, the libcuda.so.1 replacement. One IDM channel per
+ * process, opened by cuInit; shim.lock serialises use of the rings and the local tables. */
+#ifndef SHIM_H
+#define SHIM_H
+
+#include <pthread.h>
+#include <stdbool.h>
+
+#include "idm.h"
+#define VGPU_CUDA_NO_API_MACROS
+#include "vgpu_cuda.h"
+
+#define SHIM_API __attribute__((visibility("default")))
+#define SHIM_FUNC_MAGIC 0x46554e43u
+#define SHIM_MOD_MAGIC 0x4d4f4455u
+#define SHIM_CTX_MAGIC 0x43545854u
+#define SHIM_CHUNK (2u << 20) /* bulk copies are cut in pieces of this size */
+
+struct shim_mod;
+struct shim_func {
+    uint32_t magic;
+    uint64_t handle;
+    char *name;
+    uint32_t nparams;
+    uint32_t param_size;
+    struct idm_param_desc *params;
+    struct shim_mod *mod;
+};
+
+struct shim_mod {
+    uint32_t magic;
+    uint64_t handle;
+    uint32_t nfunc;
+    struct shim_func *funcs;
+};
+
+struct shim_seg {
+    void *p;
+    size_t size;
+    uint64_t handle;
+    struct shim_seg *next;
+};
+
+struct shim_ctx {
+    uint32_t magic;
+    bool primary;
+    unsigned flags;
+};
+
+/* lock guards ch (its rings), dead, segs. */
+struct shim_state {
+    pthread_mutex_t lock;
+    struct idm_chan *ch;
+    bool dead;
+    struct shim_seg *segs;
+};
+
+extern struct shim_state shim;
+extern bool shim_inited;
+
+/* CUDA_ERROR_NOT_INITIALIZED unless cuInit succeeded. */
+CUresult shim_ready(void);
+#define NEED_INIT()                                                                            \
+    do {                                                                                       \
+        CUresult r_ = shim_ready();                                                            \
+        if (r_ != CUDA_SUCCESS)                                                                \
+            return r_;                                                                         \
+    } while (0)
+/* Synchronous call: request body (+ payload), waits; copies up to rep_size reply-body bytes. */
+CUresult shim_call(uint16_t op, const void *req, size_t req_size, const void *payload,
+                   size_t plen, void *rep, size_t rep_size);
+/* Asynchronous call: written to the ring, no waiting. flags may add IDM_F_SYNC (then waits). */
+CUresult shim_post(uint16_t op, uint16_t flags, const void *req, size_t req_size,
+                   const void *payload, size_t plen);
+/* With shim.lock held: wait for the reply to seq, copy its body, release it. */
+CUresult shim_wait_locked(uint64_t seq, void *rep, size_t rep_size, void *data, size_t data_len);
+uint64_t shim_stream(CUstream s);
+void shim_unsupported(const char *fn);
+struct shim_seg *shim_find_seg_locked(const void *p, size_t n);
+/* memcpy for bulk data, shared with helper threads when large; caller holds shim.lock. */
+void shim_copy_bulk(void *dst, const void *src, size_t n);
+
+#endif
