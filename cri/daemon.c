@@ -1,10 +1,11 @@
 /* Daemon state: opens and closes each service's state in order. Service areas add their open
- * and close calls in the marked places, in dependency order (images before pods). */
+ * and close calls in the marked places, in dependency order: images (then pods). */
 #include "daemon.h"
 
 #include <errno.h>
 #include <string.h>
 
+#include "image.h"
 #include "log.h"
 #include "util.h"
 
@@ -21,14 +22,20 @@ int vgpu_daemon_init(struct vgpu_daemon *d, struct vgpu_config *cfg, struct vgpu
 	if (r < 0)
 		return vgpu_err_prefix(err, "daemon directories");
 	/* service init: images */
-	/* service init: pods */
+	r = vgpu_image_store_open(cfg, &d->images, err);
+	if (r < 0)
+		goto fail;
 	return 0;
+fail:
+	vgpu_daemon_fini(d);
+	return r;
 }
 
 void vgpu_daemon_fini(struct vgpu_daemon *d)
 {
-	/* service fini: pods */
 	/* service fini: images */
+	vgpu_image_store_close(d->images);
+	d->images = NULL;
 	free(d->pod_cidr);
 	d->pod_cidr = NULL;
 	pthread_mutex_destroy(&d->lock);

@@ -290,8 +290,8 @@ static void finish_call(struct call *c)
 	double ms = (double)(vgpu_now_ns() - c->start_ns) / 1e6;
 	const char *path = c->m ? c->m->path : "(unknown method)";
 	if (c->status == GRPC_STATUS_INTERNAL)
-		vgpu_log(VGPU_LOG_ERROR, "rpc %s %s %.3f ms: %s", path, status_name(c->status), ms,
-			 (const char *)GRPC_SLICE_START_PTR(c->status_details));
+		vgpu_log(VGPU_LOG_ERROR, "rpc %s %s %.3f ms: %.*s", path, status_name(c->status), ms,
+			 (int)GRPC_SLICE_LENGTH(c->status_details), (const char *)GRPC_SLICE_START_PTR(c->status_details));
 	else
 		vgpu_log(VGPU_LOG_DEBUG, "rpc %s %s %.3f ms%s%.*s", path, status_name(c->status), ms,
 			 c->status ? ": " : "", (int)GRPC_SLICE_LENGTH(c->status_details),
@@ -604,10 +604,10 @@ static bool wait_for(struct vgpu_grpc_server *s, const bool *flag, long long tim
 	return done;
 }
 
-void vgpu_grpc_server_stop(struct vgpu_grpc_server *s, long long timeout_s)
+bool vgpu_grpc_server_stop(struct vgpu_grpc_server *s, long long timeout_s)
 {
 	if (!s)
-		return;
+		return true;
 	atomic_store(&s->stopping, true);
 	grpc_server_shutdown_and_notify(s->server, s->fast_cq, &shutdown_tag);
 	/* New calls are refused now; give the ones in flight their time, then cancel what is left
@@ -615,8 +615,16 @@ void vgpu_grpc_server_stop(struct vgpu_grpc_server *s, long long timeout_s)
 	if (!wait_for(s, NULL, timeout_s))
 		vgpu_log(VGPU_LOG_WARN, "in-flight calls still running after %llds: cancelling them", timeout_s);
 	grpc_server_cancel_all_calls(s->server);
-	while (!wait_for(s, &s->shutdown_done, 3600))
-		;
+	/* Cancelled calls count as done for gRPC, but a handler blocked in a system call still runs
+	 * and will touch its call and queue when it returns: do not free those under it. */
+	bool done = wait_for(s, &s->shutdown_done, 2);
+	if (!wait_for(s, NULL, 2) || !done) {
+		pthread_mutex_lock(&s->lock);
+		int left = s->in_flight;
+		pthread_mutex_unlock(&s->lock);
+		vgpu_log(VGPU_LOG_ERROR, "%d call(s) did not finish after cancellation; leaving them", left);
+		return false;
+	}
 	/* Stream threads notice `stopping` or their cancelled call and end. */
 	pthread_mutex_lock(&s->lock);
 	while (s->streams_running > 0)
@@ -632,4 +640,5 @@ void vgpu_grpc_server_stop(struct vgpu_grpc_server *s, long long timeout_s)
 	server_free(s);
 	grpc_shutdown();
 	vgpu_log(VGPU_LOG_INFO, "gRPC server stopped");
+	return true;
 }

@@ -177,7 +177,12 @@ int main(int argc, char **argv)
 	vgpu_log(VGPU_LOG_INFO, "received %s: shutting down (in-flight calls get %llds)", strsignal(sig),
 		 cfg.shutdown_timeout_s);
 	atomic_store(&d.shutting_down, true);
-	vgpu_grpc_server_stop(server, cfg.shutdown_timeout_s);
+	if (!vgpu_grpc_server_stop(server, cfg.shutdown_timeout_s)) {
+		/* Handlers still run on daemon state: exit without tearing it down under them. */
+		unlink(cfg.socket_path);
+		vgpu_log(VGPU_LOG_WARN, "vgpu-cri stopped with calls still running");
+		_exit(0);
+	}
 	vgpu_daemon_fini(&d);
 	unlink(cfg.socket_path);
 	vgpu_log(VGPU_LOG_INFO, "vgpu-cri stopped");

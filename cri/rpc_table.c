@@ -1,6 +1,7 @@
 /* Every RPC of RuntimeService and ImageService and the C function that serves it (see rpc.h).
  * A NULL handler answers UNIMPLEMENTED with the RPC's name. FAST rows are served by threads that
  * slow RPCs cannot occupy. */
+#include "image_service.h"
 #include "rpc.h"
 #include "runtime_service.h"
 
@@ -45,12 +46,12 @@ const struct vgpu_rpc vgpu_rpc_table[] = {
 	STREAM(RT, "StreamPodSandboxMetrics", NULL),
 	UNARY(RT, "RuntimeConfig", VGPU_RPC_FAST, vgpu_rpc_runtime_config),
 	UNARY(RT, "UpdatePodSandboxResources", VGPU_RPC_SLOW, NULL),
-	UNARY(IM, "ListImages", VGPU_RPC_FAST, NULL),
+	UNARY(IM, "ListImages", VGPU_RPC_FAST, vgpu_rpc_list_images),
 	STREAM(IM, "StreamImages", NULL),
-	UNARY(IM, "ImageStatus", VGPU_RPC_FAST, NULL),
-	UNARY(IM, "PullImage", VGPU_RPC_SLOW, NULL),
-	UNARY(IM, "RemoveImage", VGPU_RPC_SLOW, NULL),
-	UNARY(IM, "ImageFsInfo", VGPU_RPC_FAST, NULL),
+	UNARY(IM, "ImageStatus", VGPU_RPC_FAST, vgpu_rpc_image_status),
+	UNARY(IM, "PullImage", VGPU_RPC_SLOW, vgpu_rpc_pull_image),
+	UNARY(IM, "RemoveImage", VGPU_RPC_SLOW, vgpu_rpc_remove_image),
+	UNARY(IM, "ImageFsInfo", VGPU_RPC_FAST, vgpu_rpc_image_fs_info),
 };
 
 const size_t vgpu_rpc_table_len = sizeof(vgpu_rpc_table) / sizeof(vgpu_rpc_table[0]);

@@ -222,3 +222,64 @@ def test_shipped_config_is_the_default_config():
     with open(os.path.join(SOURCE_DIR, "deploy", "config.yaml")) as f:
         shipped = f.read().splitlines()[2:]
     assert printed == shipped, "regenerate deploy/config.yaml with vgpu-cri --print-default-config"
+
+
+class StallingServer:
+    """A TCP server on 127.0.0.1 that accepts connections and never answers: a registry that hangs."""
+
+    def __init__(self):
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(64)
+        self.port = self.sock.getsockname()[1]
+        self.conns = []
+        self.stop = False
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread.start()
+
+    def _run(self):
+        self.sock.settimeout(0.2)
+        while not self.stop:
+            try:
+                c, _ = self.sock.accept()
+                self.conns.append(c)
+            except OSError:
+                pass
+
+    def close(self):
+        self.stop = True
+        self.thread.join()
+        for c in self.conns:
+            c.close()
+        self.sock.close()
+
+
+@pytest.mark.parametrize("daemon_config", [{"grpc": {"workers": 2, "fast_workers": 1, "shutdown_timeout_s": 2}}])
+def test_slow_handlers_never_block_version_and_shutdown_is_bounded(daemon, pb):
+    """Every slow worker stuck in a pull from a registry that never answers: Version, Status and
+    the lists still answer at once; SIGTERM still ends the daemon within the configured bound."""
+    srv = StallingServer()
+    try:
+        futures = [daemon.image.PullImage.future(pb.PullImageRequest(
+            image=pb.ImageSpec(image="127.0.0.1:%d/stall/img%d:latest" % (srv.port, i))), timeout=60)
+            for i in range(4)]
+        deadline = time.time() + 10
+        while len(srv.conns) < 2 and time.time() < deadline:  # both slow workers are inside a pull
+            time.sleep(0.05)
+        assert len(srv.conns) >= 2, "the pulls never reached the stalling registry"
+        for _ in range(20):
+            t0 = time.time()
+            daemon.runtime.Version(pb.VersionRequest(), timeout=5)
+            daemon.runtime.Status(pb.StatusRequest(), timeout=5)
+            assert time.time() - t0 < 1.0
+        t0 = time.time()
+        daemon.proc.send_signal(signal.SIGTERM)
+        rc = daemon.proc.wait(timeout=30)
+        elapsed = time.time() - t0
+        assert rc == 0, daemon.log()[-3000:]
+        assert elapsed < 2 + 2 + 3, "shutdown took %.1fs" % elapsed  # bound + cancel grace + slack
+        for f in futures:
+            with pytest.raises(grpc.RpcError):
+                f.result()
+    finally:
+        srv.close()
