@@ -1,0 +1,178 @@
+#!/usr/bin/env bash
+# Build the Xen-under-QEMU test bed from Debian packages only: Xen 4.17, the Debian dom0/guest
+# kernel, xen-utils/xenstored and their libraries, busybox; a dom0 initramfs with our daemon, its
+# shared libraries and the test programs; a guest kernel + initramfs. Nothing is installed on the
+# host except the tools this script needs (QEMU, cpio, libxen-dev). Everything lands in a cache:
+#   $VGPU_XEN_CACHE/debs/<hash of package=version list>/   downloaded .debs
+#   $VGPU_XEN_CACHE/stage/<same hash>/                    the .debs extracted (dpkg-deb -x)
+#   $VGPU_XEN_CACHE/artifacts/<hash of the rootfs trees>/ xen, vmlinux (dom0), dom0.cpio.zst (guest inside)
+#   $VGPU_XEN_CACHE/current -> artifacts/<hash>
+# The last line of stdout is the artifact directory. Env: VGPU_XEN_CACHE (/var/cache/vgpu-cri-xen),
+# VGPU_XEN_BUILD_DIR (<repo>/build-xen: where the daemon is built with cmake).
+set -euo pipefail
+top=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
+here=$top/test/xen
+CACHE=${VGPU_XEN_CACHE:-/var/cache/vgpu-cri-xen}
+BUILD=${VGPU_XEN_BUILD_DIR:-$top/build-xen}
+say() { echo "xen-build: $*" >&2; }
+die() { echo "xen-build: ERROR: $*" >&2; exit 1; }
+t_start=$(date +%s.%N)
+
+# ---- host tools (only what building and booting the test bed needs) ----
+host_pkgs=(qemu-system-x86 cpio xz-utils gzip zstd libxen-dev busybox-static bash util-linux)
+missing=()
+for p in "${host_pkgs[@]}"; do
+	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+	say "installing host tools: ${missing[*]}"
+	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >&2
+fi
+
+# ---- Debian packages for dom0 and the guest, pinned by the candidate versions ----
+kpkg=$(apt-cache depends linux-image-amd64 | awk '/Depends: linux-image-[0-9]/{print $2; exit}')
+[ -n "$kpkg" ] || die "cannot resolve linux-image-amd64 to a versioned kernel package"
+KV=${kpkg#linux-image-}
+debs=(xen-hypervisor-4.17-amd64 xen-utils-4.17 xen-utils-common xenstore-utils libxenstore4 libxenmisc4.17
+      libxencall1 libxendevicemodel1 libxenevtchn1 libxenforeignmemory1 libxengnttab1 libxentoolcore1
+      libxentoollog1 libxenhypfs1 libyajl2 busybox-static "$kpkg")
+# one apt-cache call (loading the cache is the slow part)
+pins=$(apt-cache policy "${debs[@]}" | awk '/^[^ ]/{sub(":$", "", $1); p=$1} /Candidate:/{print p "=" $2}')
+for p in "${debs[@]}"; do
+	grep -q "^$p=" <<<"$pins" || die "no candidate version for $p (apt-get update?)"
+done
+grep -q '=(none)$' <<<"$pins" && die "packages without a candidate: $(grep '=(none)$' <<<"$pins")"
+pkg_hash=$(echo "$pins" | sha256sum | cut -c1-16)
+D=$CACHE/debs/$pkg_hash
+S=$CACHE/stage/$pkg_hash
+if [ ! -e "$D/.complete" ]; then
+	say "downloading ${#debs[@]} packages into $D"
+	rm -rf "$D"; mkdir -p "$D"
+	# apt-get download drops privileges to _apt: give it a directory it may write
+	chown _apt "$D" 2>/dev/null || true
+	# shellcheck disable=SC2046
+	(cd "$D" && apt-get download -q $(echo "$pins") >&2)
+	echo "$pins" > "$D/pins.txt"
+	touch "$D/.complete"
+fi
+if [ ! -e "$S/.complete" ]; then
+	say "extracting into $S"
+	rm -rf "$S"; mkdir -p "$S"
+	for d in "$D"/*.deb; do dpkg-deb -x "$d" "$S"; done
+	zcat "$S/boot/xen-4.17-amd64.gz" > "$S/xen"  # QEMU's multiboot loader wants the plain ELF
+	# The guest kernel as a gzipped ELF: libxl loads it ~2x faster than the xz bzImage.
+	vz=$S/boot/vmlinuz-$KV
+	off=$(grep -abo $'\xfd7zXZ' "$vz" | head -1 | cut -d: -f1)
+	[ -n "$off" ] || die "no xz payload in $vz"
+	{ tail -c +$((off + 1)) "$vz" | xz -dc --single-stream 2>/dev/null || true; } | gzip -1 > "$S/vmlinux.gz"
+	[ "$(zcat "$S/vmlinux.gz" | head -c 4 | od -An -c | tr -d ' ')" = '177ELF' ] || die "vmlinux extraction failed"
+	touch "$S/.complete"
+fi
+# dom0's kernel as a plain ELF: Xen unpacks the xz bzImage itself, ~13 s under TCG
+[ -e "$S/vmlinux" ] || zcat "$S/vmlinux.gz" > "$S/vmlinux"
+XB=/usr/lib/xen-4.17/bin
+KM=$S/lib/modules/$KV/kernel
+
+# ---- our binaries: the daemon (cmake) and the test programs (linked with cri/xen_*.c) ----
+say "building vgpu-cri in $BUILD"
+[ -e "$BUILD/CMakeCache.txt" ] || cmake -S "$top" -B "$BUILD" >&2
+cmake --build "$BUILD" -j"$(nproc)" --target vgpu-cri >&2 || die "daemon build failed ($BUILD)"
+B=$BUILD/xen-testbed
+mkdir -p "$B"
+cflags=(-O2 -g -Wall -Wextra -Werror -Wno-unused-parameter -Wno-format-truncation -D_GNU_SOURCE -Ulinux -Uunix)
+# shellcheck disable=SC2046
+gcc "${cflags[@]}" -I"$top/cri" -o "$B/xen-domctl" "$here/xen-domctl.c" "$top/cri/xen_domain.c" \
+	"$top/cri/xen_config.c" "$top/cri/err.c" "$top/cri/log.c" "$top/cri/util.c" \
+	$(pkg-config --libs xenlight xentoollog)
+# static: the same binary runs in dom0 and in the guest's busybox initramfs
+vchan_libs=(-lxenvchan -lxenstore -lxengnttab -lxenevtchn -lxentoolcore -lxentoollog -lpthread)
+gcc "${cflags[@]}" -static -o "$B/vchan-check" "$here/vchan-check.c" "${vchan_libs[@]}"
+# the guest agent (PID 1 of a pod's domU) and the test's daemon side of its protocol
+gcc "${cflags[@]}" -static -I"$top/cri/agent" -o "$B/vgpu-agent" "$top/cri/agent/agent.c" \
+	"$top/cri/agent/agent_proto.c" "${vchan_libs[@]}"
+gcc "${cflags[@]}" -static -I"$top/cri" -o "$B/agent-check" "$here/agent-check.c" "$top/cri/agent/agent_proto.c" \
+	"${vchan_libs[@]}"
+
+# ---- root filesystems ----
+W=$CACHE/work
+rm -rf "$W"; mkdir -p "$W"
+base_tree() { # root: busybox, the xen device modules, vchan-check
+	local R=$1
+	mkdir -p "$R"/{bin,sbin,etc,dev,proc,sys,tmp,run,root,lib/modules,usr/bin,usr/sbin,var/log,var/lib,var/lock}
+	cp "$S/bin/busybox" "$R/bin/busybox"
+	for a in $("$S/bin/busybox" --list); do [ -e "$R/bin/$a" ] || ln -s busybox "$R/bin/$a"; done
+	for m in xen-evtchn xen-gntdev xen-gntalloc xen-privcmd; do cp "$KM/drivers/xen/$m.ko" "$R/lib/modules/"; done
+	cp "$KM/drivers/xen/xenfs/xenfs.ko" "$KM/drivers/block/xen-blkfront.ko" "$KM/drivers/net/xen-netfront.ko" \
+		"$R/lib/modules/"
+	cp "$B/vchan-check" "$R/bin/"
+}
+# copy the shared libraries of binaries: Debian's xen libraries from the stage, the rest from the host
+copy_libs() { # root binaries...
+	local R=$1 lib; shift
+	for b in "$@"; do
+		if LD_LIBRARY_PATH=$S/usr/lib/x86_64-linux-gnu ldd "$b" | grep -q 'not found'; then
+			LD_LIBRARY_PATH=$S/usr/lib/x86_64-linux-gnu ldd "$b" >&2; die "unresolved libraries for $b"
+		fi
+		LD_LIBRARY_PATH=$S/usr/lib/x86_64-linux-gnu ldd "$b" | awk '/=> \//{print $3} /^\t\/lib/{print $1}' |
+		while read -r lib; do
+			case $lib in
+			"$S"/*) mkdir -p "$R/usr/lib/x86_64-linux-gnu"; cp -L "$lib" "$R/usr/lib/x86_64-linux-gnu/" ;;
+			*) mkdir -p "$R$(dirname "$lib")"; cp -L "$lib" "$R$lib" ;;
+			esac
+		done
+	done
+}
+
+G=$W/guest
+base_tree "$G"
+install -m 755 "$here/guest-init" "$G/init"
+install -m 755 "$B/vgpu-agent" "$G/sbin/vgpu-agent"
+(cd "$G" && find . | LC_ALL=C sort | cpio -H newc -o --quiet -R 0:0 | gzip -1 > "$W/guest.cpio.gz")
+
+R=$W/dom0
+base_tree "$R"
+install -m 755 "$here/dom0-init" "$R/init"
+mkdir -p "$R$XB" "$R/etc/xen" "$R/var/lib/xen" "$R/var/log/xen/console" "$R/run/xen" "$R/var/run" "$R/vgpu/scenarios" \
+	"$R/opt/vgpu/bin"
+for b in xl xenstored xenconsoled xenconsole xen-init-dom0; do cp "$S$XB/$b" "$R$XB/"; done
+for b in xl xenconsole; do ln -sf "$XB/$b" "$R/usr/sbin/$b"; done
+cp "$S"/usr/bin/xenstore* "$R/usr/bin/"
+cp -a "$S/etc/xen/scripts" "$R/etc/xen/"
+cp "$S/etc/xen/xl.conf" "$R/etc/xen/"
+# hotplug scripts (disks, vifs) need real bash, flock and GNU stat
+rm -f "$R/bin/bash" "$R/bin/stat"
+cp /bin/bash "$R/bin/bash"; cp /usr/bin/flock "$R/usr/bin/flock"; cp /usr/bin/stat "$R/bin/stat"
+for m in block/xen-blkback/xen-blkback net/xen-netback/xen-netback block/loop; do cp "$KM/drivers/$m.ko" "$R/lib/modules/"; done
+cp "$KM/net/llc/llc.ko" "$KM/net/802/stp.ko" "$KM/net/bridge/bridge.ko" "$R/lib/modules/"
+cp "$BUILD/cri/vgpu-cri" "$B/xen-domctl" "$B/agent-check" "$R/opt/vgpu/bin/"
+copy_libs "$R" "$R$XB/xl" "$R$XB/xenstored" "$R$XB/xenconsoled" "$R$XB/xen-init-dom0" "$R/usr/bin/xenstore" \
+	"$R/bin/bash" "$R/usr/bin/flock" "$R/bin/stat" "$R/opt/vgpu/bin/vgpu-cri" "$R/opt/vgpu/bin/xen-domctl"
+# xl aborts without libgcc_s (pthread_cancel unwinding loads it at run time, ldd does not show it)
+cp -L /lib/x86_64-linux-gnu/libgcc_s.so.1 "$R/lib/x86_64-linux-gnu/"
+cp "$here"/scenarios/*.sh "$R/vgpu/scenarios/"
+mkdir -p "$R/boot"
+cp "$S/vmlinux.gz" "$R/boot/guest-vmlinux.gz"
+cp "$W/guest.cpio.gz" "$R/boot/guest.cpio.gz"
+
+# ---- content hash of everything that boots, then the artifacts ----
+layout=v2-zstd-elf  # bump when the artifact layout or packing changes
+tree_hash=$( { echo "$layout $pins"; cat "$S/xen" "$S/vmlinux" | sha256sum;
+	tar -C "$R" --sort=name --mtime=@0 --owner=0 --group=0 --numeric-owner -cf - . | sha256sum; } |
+	sha256sum | cut -c1-16)
+A=$CACHE/artifacts/$tree_hash
+if [ ! -e "$A/.complete" ]; then
+	say "packing artifacts $A"
+	rm -rf "$A"; mkdir -p "$A"
+	cp "$S/xen" "$A/xen"
+	cp "$S/vmlinux" "$A/vmlinux"
+	# zstd: the dom0 kernel unpacks it in ~half the time of gzip under TCG (docs/xen-testing.md)
+	(cd "$R" && find . | LC_ALL=C sort | cpio -H newc -o --quiet -R 0:0 | zstd -q -3 -T0 > "$A/dom0.cpio.zst")
+	{ echo "$pins"; echo "kernel=$KV"; echo "built=$(date -u +%FT%TZ)"; echo "git=$(git -C "$top" rev-parse --short HEAD 2>/dev/null || echo none)"; } > "$A/manifest.txt"
+	touch "$A/.complete"
+else
+	say "artifacts cached: $A"
+fi
+ln -sfn "artifacts/$tree_hash" "$CACHE/current"
+rm -rf "$W"
+say "done in $(awk -v a="$t_start" -v b="$(date +%s.%N)" 'BEGIN{printf "%.1f", b-a}') s: $(du -sh "$A/dom0.cpio.zst" | cut -f1) dom0 initramfs"
+echo "$A"
