@@ -7,6 +7,7 @@
 
 #include "image.h"
 #include "log.h"
+#include "streaming.h"
 #include "util.h"
 
 int vgpu_daemon_init(struct vgpu_daemon *d, struct vgpu_config *cfg, struct vgpu_err *err)
@@ -25,6 +26,13 @@ int vgpu_daemon_init(struct vgpu_daemon *d, struct vgpu_config *cfg, struct vgpu
 	r = vgpu_image_store_open(cfg, &d->images, err);
 	if (r < 0)
 		goto fail;
+	/* service init: streaming server (Exec/Attach/PortForward). The backend (runc exec in the
+	 * container, the monitor's stdio for attach, connect() in the pod's netns) is the pods
+	 * code's to fill; its NULL ops answer UNIMPLEMENTED. */
+	struct vgpu_stream_backend stream_backend = { 0 };
+	r = vgpu_streaming_daemon_start(d, &stream_backend, err);
+	if (r < 0)
+		goto fail;
 	return 0;
 fail:
 	vgpu_daemon_fini(d);
@@ -33,6 +41,8 @@ fail:
 
 void vgpu_daemon_fini(struct vgpu_daemon *d)
 {
+	/* service fini: endpoints */
+	vgpu_streaming_daemon_stop(d); /* ends sessions before the pods they run in go */
 	/* service fini: images */
 	vgpu_image_store_close(d->images);
 	d->images = NULL;

@@ -11,6 +11,7 @@
 
 struct vgpu_image_store;   /* cri/image_store.c */
 struct vgpu_pod_manager;   /* cri/sandbox.c, cri/container.c */
+struct vgpu_streaming;     /* cri/streaming.c: Exec/Attach/PortForward server */
 
 struct vgpu_daemon {
 	struct vgpu_config *cfg;
@@ -22,6 +23,7 @@ struct vgpu_daemon {
 
 	struct vgpu_image_store *images;
 	struct vgpu_pod_manager *pods;
+	struct vgpu_streaming *streaming; /* NULL until started */
 
 	atomic_bool shutting_down;
 };

@@ -4,6 +4,7 @@
 #include "image_service.h"
 #include "rpc.h"
 #include "runtime_service.h"
+#include "streaming.h"
 
 #define RT "RuntimeService"
 #define IM "ImageService"
@@ -28,9 +29,9 @@ const struct vgpu_rpc vgpu_rpc_table[] = {
 	UNARY(RT, "UpdateContainerResources", VGPU_RPC_SLOW, NULL),
 	UNARY(RT, "ReopenContainerLog", VGPU_RPC_SLOW, NULL),
 	UNARY(RT, "ExecSync", VGPU_RPC_SLOW, NULL),
-	UNARY(RT, "Exec", VGPU_RPC_SLOW, NULL),
-	UNARY(RT, "Attach", VGPU_RPC_SLOW, NULL),
-	UNARY(RT, "PortForward", VGPU_RPC_SLOW, NULL),
+	UNARY(RT, "Exec", VGPU_RPC_SLOW, vgpu_rpc_exec),
+	UNARY(RT, "Attach", VGPU_RPC_SLOW, vgpu_rpc_attach),
+	UNARY(RT, "PortForward", VGPU_RPC_SLOW, vgpu_rpc_port_forward),
 	UNARY(RT, "ContainerStats", VGPU_RPC_SLOW, NULL),
 	UNARY(RT, "ListContainerStats", VGPU_RPC_SLOW, NULL),
 	STREAM(RT, "StreamContainerStats", NULL),
