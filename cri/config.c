@@ -70,6 +70,8 @@ static const struct field gpu_fields[] = {
 	{ "backend", F_ENUM, C(gpu_backend), 0, 0, gpu_backends, NULL,
 	  "auto = cuda if a GPU is present, else GPU pods are refused; soft = software TEST device (CI, demo)" },
 	{ "broker_workers", F_INT, C(gpu_broker_workers), 1, 256, NULL, NULL, "broker worker threads" },
+	{ "shim_path", F_STR, C(gpu_shim_path), 0, 0, NULL, NULL,
+	  "libvgpu.so, given to GPU containers as libcuda.so.1" },
 	{ "metrics_address", F_STR, C(metrics_address), 0, 0, NULL, NULL,
 	  "Prometheus /metrics listen address (loopback host:port); empty = off" },
 	{ 0 },
@@ -171,6 +173,7 @@ void vgpu_config_defaults(struct vgpu_config *cfg)
 	cfg->streaming_address = vgpu_strdup("127.0.0.1:0");
 	cfg->gpu_backend = vgpu_strdup("auto");
 	cfg->gpu_broker_workers = 4;
+	cfg->gpu_shim_path = vgpu_strdup("/usr/local/lib/vgpu-cri/libvgpu.so");
 	cfg->metrics_address = vgpu_strdup("");
 	cfg->n_handlers = 2;
 	handler_defaults(&cfg->handlers[0], "runc", "runc");

@@ -55,6 +55,7 @@ struct vgpu_config {
 	/* GPU broker */
 	char *gpu_backend;            /* "auto", "cuda", "soft" (software test device), "none" */
 	long long gpu_broker_workers;
+	char *gpu_shim_path;          /* libvgpu.so on the host, bind-mounted into GPU containers */
 	char *metrics_address;        /* Prometheus /metrics, "" = off */
 
 	size_t n_handlers;

@@ -1,12 +1,15 @@
 /* Daemon state: opens and closes each service's state in order. Service areas add their open
- * and close calls in the marked places, in dependency order: images (then pods). */
+ * and close calls in the marked places, in dependency order: images, the GPU broker,
+ * (pods), then endpoints that read them. */
 #include "daemon.h"
 
 #include <errno.h>
 #include <string.h>
 
+#include "gpu.h"
 #include "image.h"
 #include "log.h"
+#include "metrics_http.h"
 #include "streaming.h"
 #include "util.h"
 
@@ -26,6 +29,14 @@ int vgpu_daemon_init(struct vgpu_daemon *d, struct vgpu_config *cfg, struct vgpu
 	r = vgpu_image_store_open(cfg, &d->images, err);
 	if (r < 0)
 		goto fail;
+	/* service init: gpu */
+	r = vgpu_gpu_open(cfg, &d->gpu, err);
+	if (r < 0)
+		goto fail;
+	/* service init: endpoints */
+	r = vgpu_metrics_http_start(d, &d->metrics_http, err);
+	if (r < 0)
+		goto fail;
 	/* service init: streaming server (Exec/Attach/PortForward). The backend (runc exec in the
 	 * container, the monitor's stdio for attach, connect() in the pod's netns) is the pods
 	 * code's to fill; its NULL ops answer UNIMPLEMENTED. */
@@ -43,6 +54,11 @@ void vgpu_daemon_fini(struct vgpu_daemon *d)
 {
 	/* service fini: endpoints */
 	vgpu_streaming_daemon_stop(d); /* ends sessions before the pods they run in go */
+	vgpu_metrics_http_stop(d->metrics_http);
+	d->metrics_http = NULL;
+	/* service fini: gpu */
+	vgpu_gpu_close(d->gpu);
+	d->gpu = NULL;
 	/* service fini: images */
 	vgpu_image_store_close(d->images);
 	d->images = NULL;

@@ -12,6 +12,8 @@
 struct vgpu_image_store;   /* cri/image_store.c */
 struct vgpu_pod_manager;   /* cri/sandbox.c, cri/container.c */
 struct vgpu_streaming;     /* cri/streaming.c: Exec/Attach/PortForward server */
+struct vgpu_gpu;           /* cri/gpu.c: broker and GPU pods */
+struct vgpu_metrics_http;  /* cri/metrics_http.c: Prometheus endpoint */
 
 struct vgpu_daemon {
 	struct vgpu_config *cfg;
@@ -24,6 +26,8 @@ struct vgpu_daemon {
 	struct vgpu_image_store *images;
 	struct vgpu_pod_manager *pods;
 	struct vgpu_streaming *streaming; /* NULL until started */
+	struct vgpu_gpu *gpu;
+	struct vgpu_metrics_http *metrics_http;
 
 	atomic_bool shutting_down;
 };

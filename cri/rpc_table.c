@@ -1,6 +1,7 @@
 /* Every RPC of RuntimeService and ImageService and the C function that serves it (see rpc.h).
  * A NULL handler answers UNIMPLEMENTED with the RPC's name. FAST rows are served by threads that
  * slow RPCs cannot occupy. */
+#include "gpu.h"
 #include "image_service.h"
 #include "rpc.h"
 #include "runtime_service.h"
@@ -42,8 +43,8 @@ const struct vgpu_rpc vgpu_rpc_table[] = {
 	UNARY(RT, "Status", VGPU_RPC_FAST, vgpu_rpc_status),
 	UNARY(RT, "CheckpointContainer", VGPU_RPC_SLOW, NULL),
 	STREAM(RT, "GetContainerEvents", NULL),
-	UNARY(RT, "ListMetricDescriptors", VGPU_RPC_FAST, NULL),
-	UNARY(RT, "ListPodSandboxMetrics", VGPU_RPC_SLOW, NULL),
+	UNARY(RT, "ListMetricDescriptors", VGPU_RPC_FAST, vgpu_rpc_list_metric_descriptors),
+	UNARY(RT, "ListPodSandboxMetrics", VGPU_RPC_FAST, vgpu_rpc_list_pod_sandbox_metrics),
 	STREAM(RT, "StreamPodSandboxMetrics", NULL),
 	UNARY(RT, "RuntimeConfig", VGPU_RPC_FAST, vgpu_rpc_runtime_config),
 	UNARY(RT, "UpdatePodSandboxResources", VGPU_RPC_SLOW, NULL),
