@@ -1,6 +1,6 @@
 /* Daemon state: opens and closes each service's state in order. Service areas add their open
- * and close calls in the marked places, in dependency order: images, the GPU broker,
- * (pods), then endpoints that read them. */
+ * and close calls in the marked places, in dependency order: images, then the GPU broker (pods
+ * re-register their GPUs while they are recovered), then pods, then endpoints that read them. */
 #include "daemon.h"
 
 #include <errno.h>
@@ -10,6 +10,7 @@
 #include "image.h"
 #include "log.h"
 #include "metrics_http.h"
+#include "sandbox.h"
 #include "streaming.h"
 #include "util.h"
 
@@ -31,6 +32,10 @@ int vgpu_daemon_init(struct vgpu_daemon *d, struct vgpu_config *cfg, struct vgpu
 		goto fail;
 	/* service init: gpu */
 	r = vgpu_gpu_open(cfg, &d->gpu, err);
+	if (r < 0)
+		goto fail;
+	/* service init: pods */
+	r = vgpu_pods_open(d, err);
 	if (r < 0)
 		goto fail;
 	/* service init: endpoints */
@@ -56,6 +61,9 @@ void vgpu_daemon_fini(struct vgpu_daemon *d)
 	vgpu_streaming_daemon_stop(d); /* ends sessions before the pods they run in go */
 	vgpu_metrics_http_stop(d->metrics_http);
 	d->metrics_http = NULL;
+	/* service fini: pods */
+	if (d->pods)
+		vgpu_pods_close(d);
 	/* service fini: gpu */
 	vgpu_gpu_close(d->gpu);
 	d->gpu = NULL;

@@ -2,11 +2,11 @@
  * itself. */
 #include "runtime_service.h"
 
-#include <dirent.h>
 #include <errno.h>
 #include <json-c/json.h>
 #include <string.h>
 
+#include "cni.h"
 #include "cri-api.pb-c.h"
 #include "daemon.h"
 #include "log.h"
@@ -30,27 +30,9 @@ int vgpu_rpc_version(struct vgpu_daemon *d, const ProtobufCMessage *req, Protobu
 	return 0;
 }
 
-static bool is_cni_config_name(const char *name)
-{
-	const char *dot = strrchr(name, '.');
-	return dot && (strcmp(dot, ".conf") == 0 || strcmp(dot, ".conflist") == 0 || strcmp(dot, ".json") == 0);
-}
-
 bool vgpu_network_ready(const struct vgpu_config *cfg, char **message)
 {
-	DIR *dir = opendir(cfg->cni_conf_dir);
-	if (!dir) {
-		*message = vgpu_asprintf("cannot read CNI config directory %s: %s", cfg->cni_conf_dir, strerror(errno));
-		return false;
-	}
-	bool found = false;
-	struct dirent *de;
-	while (!found && (de = readdir(dir)))
-		found = de->d_name[0] != '.' && is_cni_config_name(de->d_name);
-	closedir(dir);
-	if (!found)
-		*message = vgpu_asprintf("no CNI network config in %s", cfg->cni_conf_dir);
-	return found;
+	return vgpu_cni_config_ready(cfg, message);
 }
 
 static Runtime__V1__RuntimeCondition *condition(const char *type, bool status, const char *reason, char *message)

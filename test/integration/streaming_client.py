@@ -53,7 +53,7 @@ class Stream:
 class SpdyConn:
     """Client side of a SPDY/3.1 session over a raw socket (HTTP Upgrade) or a WebSocket tunnel."""
 
-    def __init__(self, url, protocols, method="POST", tunnel=False, timeout=10):
+    def __init__(self, url, protocols, method="POST", tunnel=False, timeout=30):
         self.timeout = timeout
         self.buf = bytearray()
         self.streams = {}
@@ -239,7 +239,7 @@ class ExecResult:
 
 
 def spdy_exec(url, stdin=None, stdout=True, stderr=True, tty=False, resize=None, protocols=None,
-              stdin_chunks=None, timeout=10):
+              stdin_chunks=None, timeout=30):
     """Run an exec/attach session the way client-go does; returns ExecResult."""
     c = SpdyConn(url, protocols or RC_PROTOCOLS, timeout=timeout)
     ids = {"error": c.create_stream({"streamType": "error"})}
@@ -277,7 +277,7 @@ def spdy_exec(url, stdin=None, stdout=True, stderr=True, tty=False, resize=None,
     return res
 
 
-def ws_exec(url, stdin=None, protocols=("v5.channel.k8s.io",), resize=None, close_stdin=True, timeout=10):
+def ws_exec(url, stdin=None, protocols=("v5.channel.k8s.io",), resize=None, close_stdin=True, timeout=30):
     """Exec over WebSocket (channel byte prefix; v5 close signal for stdin EOF)."""
     ws = websocket.create_connection(url.replace("http://", "ws://", 1), subprotocols=list(protocols),
                                      timeout=timeout)
@@ -307,7 +307,7 @@ def ws_exec(url, stdin=None, protocols=("v5.channel.k8s.io",), resize=None, clos
 class PortForward:
     """client-go's port-forward: per connection an error and a data stream, same port/requestID."""
 
-    def __init__(self, url, tunnel=False, timeout=10):
+    def __init__(self, url, tunnel=False, timeout=30):
         protos = ["SPDY/3.1+portforward.k8s.io"] if tunnel else ["portforward.k8s.io"]
         self.c = SpdyConn(url, protos, tunnel=tunnel, timeout=timeout)
         self.request_id = 0

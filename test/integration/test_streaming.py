@@ -63,7 +63,7 @@ class TestD:
                     kids.append(int(pid))
         return kids
 
-    def settle(self, timeout=5):
+    def settle(self, timeout=20):
         """Wait until no session is live; returns (fds, children)."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
