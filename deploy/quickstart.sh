@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The README's main command: install dependencies, build, and run the vgpu-cri daemon in the
-# foreground with the default config, until Ctrl-C. Run as root on Debian 12.
+# foreground with the default config, runs a demo pod and prints its log, until Ctrl-C.
+# Run as root on Debian 12.
 set -euo pipefail
 top=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 "$top/deploy/install-deps.sh"
@@ -15,8 +16,10 @@ sock=${sock:-/run/vgpu-cri/vgpu-cri.sock}
 "$top/build/cri/vgpu-cri" --config /etc/vgpu-cri/config.yaml &
 pid=$!
 trap 'kill -TERM $pid 2>/dev/null; wait $pid' INT TERM
-# Show that a CRI client gets answers (the same calls crictl version / crictl info make).
+# Show that a CRI client gets answers (the same calls crictl version / crictl info make), then
+# run the demo pod: a busybox image from a local registry, one pod, its log printed.
 for _ in $(seq 1 100); do [ -S "$sock" ] && break; sleep 0.1; done
 /usr/bin/python3 "$top/deploy/cri-probe.py" --socket "$sock" || true
+"$top/deploy/demo-pod.sh" "$sock" || echo "quickstart: the demo pod failed (see above)"
 echo "quickstart: vgpu-cri is serving unix://$sock (pid $pid); Ctrl-C stops it"
 wait $pid
