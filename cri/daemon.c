@@ -6,6 +6,7 @@
 #include <errno.h>
 #include <string.h>
 
+#include "container_stream.h"
 #include "gpu.h"
 #include "image.h"
 #include "log.h"
@@ -42,10 +43,11 @@ int vgpu_daemon_init(struct vgpu_daemon *d, struct vgpu_config *cfg, struct vgpu
 	r = vgpu_metrics_http_start(d, &d->metrics_http, err);
 	if (r < 0)
 		goto fail;
-	/* service init: streaming server (Exec/Attach/PortForward). The backend (runc exec in the
-	 * container, the monitor's stdio for attach, connect() in the pod's netns) is the pods
-	 * code's to fill; its NULL ops answer UNIMPLEMENTED. */
-	struct vgpu_stream_backend stream_backend = { 0 };
+	/* service init: streaming server (Exec/Attach/PortForward) over the pods backend
+	 * (container_stream.c: runc exec, connect() in the pod's netns; no attach yet, so Attach
+	 * answers UNIMPLEMENTED). */
+	struct vgpu_stream_backend stream_backend;
+	vgpu_pods_stream_backend(d, &stream_backend);
 	r = vgpu_streaming_daemon_start(d, &stream_backend, err);
 	if (r < 0)
 		goto fail;

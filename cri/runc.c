@@ -18,13 +18,14 @@
 
 extern char **environ;
 
-static int spawn_setup(posix_spawn_file_actions_t *fa, posix_spawnattr_t *attr, int out_fd, int err_fd,
-		       int extra_fd)
+static int spawn_setup(posix_spawn_file_actions_t *fa, posix_spawnattr_t *attr, int in_fd, int out_fd,
+		       int err_fd, int extra_fd)
 {
 	int r = posix_spawn_file_actions_init(fa);
 	if (r)
 		return -r;
-	r = posix_spawn_file_actions_addopen(fa, 0, "/dev/null", O_RDONLY, 0);
+	r = in_fd >= 0 ? posix_spawn_file_actions_adddup2(fa, in_fd, 0)
+		       : posix_spawn_file_actions_addopen(fa, 0, "/dev/null", O_RDONLY, 0);
 	if (!r)
 		r = out_fd >= 0 ? posix_spawn_file_actions_adddup2(fa, out_fd, 1)
 				: posix_spawn_file_actions_addopen(fa, 1, "/dev/null", O_WRONLY, 0);
@@ -60,7 +61,8 @@ static int fd_not_3(int fd, int *dup_out)
 	return *dup_out;
 }
 
-static int do_spawn(pid_t *pid, char *const argv[], int out_fd, int err_fd, int extra_fd, struct vgpu_err *err)
+static int do_spawn(pid_t *pid, char *const argv[], int in_fd, int out_fd, int err_fd, int extra_fd,
+		    struct vgpu_err *err)
 {
 	posix_spawn_file_actions_t fa;
 	posix_spawnattr_t attr;
@@ -70,7 +72,7 @@ static int do_spawn(pid_t *pid, char *const argv[], int out_fd, int err_fd, int 
 		if (extra_fd < 0)
 			return vgpu_err_errno(err, errno, "dup fd for %s", argv[0]);
 	}
-	int r = spawn_setup(&fa, &attr, out_fd, err_fd, extra_fd);
+	int r = spawn_setup(&fa, &attr, in_fd, out_fd, err_fd, extra_fd);
 	if (r < 0)
 		return vgpu_err_errno(err, -r, "spawn %s", argv[0]);
 	r = posix_spawn(pid, argv[0], &fa, &attr, argv, environ);
@@ -84,7 +86,14 @@ static int do_spawn(pid_t *pid, char *const argv[], int out_fd, int err_fd, int 
 pid_t vgpu_proc_spawn(char *const argv[], int extra_fd, struct vgpu_err *err)
 {
 	pid_t pid;
-	int r = do_spawn(&pid, argv, -1, -1, extra_fd, err);
+	int r = do_spawn(&pid, argv, -1, -1, -1, extra_fd, err);
+	return r < 0 ? r : pid;
+}
+
+pid_t vgpu_proc_spawn_stdio(char *const argv[], int in_fd, int out_fd, int err_fd, struct vgpu_err *err)
+{
+	pid_t pid;
+	int r = do_spawn(&pid, argv, in_fd, out_fd, err_fd, -1, err);
 	return r < 0 ? r : pid;
 }
 
@@ -149,7 +158,7 @@ int vgpu_proc_run(char *const argv[], const struct vgpu_proc_opts *opts, struct 
 		return vgpu_err_errno(err, e, "pipe for %s", argv[0]);
 	}
 	pid_t pid;
-	int r = do_spawn(&pid, argv, outp[1], errp[1], opts ? opts->extra_fd : -1, err);
+	int r = do_spawn(&pid, argv, -1, outp[1], errp[1], opts ? opts->extra_fd : -1, err);
 	close(outp[1]);
 	close(errp[1]);
 	if (r < 0) {

@@ -36,6 +36,9 @@ void vgpu_proc_result_free(struct vgpu_proc_result *res);
 /* Spawn without waiting or capturing (stdin/stdout/stderr /dev/null, extra_fd as fd 3 when >= 0).
  * Returns the pid or a negative code. */
 pid_t vgpu_proc_spawn(char *const argv[], int extra_fd, struct vgpu_err *err);
+/* Spawn without waiting, with the given fds as stdin/stdout/stderr (-1: /dev/null; the same fd may
+ * be given for several, e.g. a pty slave). The caller reaps the child. */
+pid_t vgpu_proc_spawn_stdio(char *const argv[], int in_fd, int out_fd, int err_fd, struct vgpu_err *err);
 
 /* Start time of pid (clock ticks since boot, /proc/PID/stat field 22); 0 when the process does not
  * exist or is a zombie. Used with the pid to tell a live process from a reused pid. */

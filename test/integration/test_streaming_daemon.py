@@ -24,8 +24,8 @@ def test_exec_validation(daemon, pb):
 def test_exec_unknown_container(daemon, pb):
     code, msg = code_of(lambda: daemon.runtime.Exec(pb.ExecRequest(container_id="nope", cmd=["true"],
                                                                     stdout=True)))
-    # NOT_FOUND once the pods code provides the streaming backend; UNIMPLEMENTED until then
-    assert code in (grpc.StatusCode.NOT_FOUND, grpc.StatusCode.UNIMPLEMENTED), (code, msg)
+    # the pods backend (container_stream.c) knows no such container
+    assert code == grpc.StatusCode.NOT_FOUND, (code, msg)
 
 
 def test_attach_and_port_forward_validation(daemon, pb):
