@@ -104,6 +104,23 @@ static int fill_namespaces(struct vgpu_pod_manager *m, struct vgpu_sandbox *s, c
 	return 0;
 }
 
+/* A GPU pod's container gets the shim as libcuda.so.1 in VGPU_CONTAINER_SHIM_DIR (on the loader
+ * path through the injected LD_LIBRARY_PATH) and over each libcuda.so.1 of the image, and the pod's
+ * broker socket dir; nothing else of the host (no /dev/nvidia*). Points into inj and image_libcuda. */
+static struct vgpu_oci_bind *gpu_binds(const struct vgpu_gpu_injection *inj, char **image_libcuda, size_t *n)
+{
+	size_t count = 2;
+	for (size_t i = 0; image_libcuda[i]; i++)
+		count++;
+	struct vgpu_oci_bind *b = vgpu_calloc(count, sizeof(*b));
+	b[0] = (struct vgpu_oci_bind){ .source = inj->shim_path, .destination = VGPU_CONTAINER_SHIM_DIR "/libcuda.so.1" };
+	b[1] = (struct vgpu_oci_bind){ .source = inj->socket_dir, .destination = VGPU_CONTAINER_SOCKET_DIR };
+	for (size_t i = 0; image_libcuda[i]; i++)
+		b[2 + i] = (struct vgpu_oci_bind){ .source = inj->shim_path, .destination = image_libcuda[i] };
+	*n = count;
+	return b;
+}
+
 static int write_spec(struct vgpu_pod_manager *m, struct vgpu_sandbox *s, struct vgpu_container *c,
 		      const struct vgpu_image_config *img, const char *rootfs, struct vgpu_err *err)
 {
@@ -131,8 +148,20 @@ static int write_spec(struct vgpu_pod_manager *m, struct vgpu_sandbox *s, struct
 	in.hostname_path = s->host_net ? NULL : hn_path;
 	in.shm_path = s->shm_path;
 	in.termination_log_path = term;
+	struct vgpu_gpu_injection inj = { 0 };
+	_cleanup_strv_ char **image_libcuda = NULL;
+	_cleanup_free_ struct vgpu_oci_bind *binds = NULL;
+	if (s->gpu.enabled) {
+		if ((r = vgpu_gpu_injection(m->d->gpu, s->id, &inj, err)) < 0)
+			return vgpu_err_prefix(err, "GPU pod %s", s->id);
+		image_libcuda = vgpu_gpu_image_libcuda(rootfs);
+		binds = gpu_binds(&inj, image_libcuda, &in.n_binds);
+		in.binds = binds;
+		in.env = inj.env;
+	}
 	_cleanup_free_ char *json = NULL;
 	r = vgpu_oci_spec_generate(&in, &json, err);
+	vgpu_gpu_injection_free(&inj);
 	if (r < 0)
 		return r;
 	_cleanup_free_ char *path = vgpu_asprintf("%s/config.json", c->dir);

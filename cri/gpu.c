@@ -4,18 +4,24 @@
 #include "gpu.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <json-c/json.h>
+#include <linux/openat2.h>
 #include <limits.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 #include "broker.h"
 #include "log.h"
 #include "util.h"
+#ifdef VGPU_SOFT_TEST_KERNELS
+#include "soft_kernels.h" /* test/gpu: the soft TEST DEVICE's kernels */
+#endif
 
 struct gpu_pod {
 	struct gpu_pod *next;
@@ -103,6 +109,29 @@ int vgpu_gpu_parse_request(const struct vgpu_handler_config *h, size_t n, const 
 	return 0;
 }
 
+#ifdef VGPU_SOFT_TEST_KERNELS
+static int soft_kernels_rc = -1;
+static void soft_kernels_once(void)
+{
+	soft_kernels_rc = soft_kernels_register();
+}
+#endif
+
+/* The soft TEST DEVICE runs only kernels registered as host functions; the daemon registers the
+ * test programs' kernels (test/gpu/soft_kernels.c) so that CI and the demo can run them in pods.
+ * Registration is process-wide and must happen once, before broker_create. */
+static int register_soft_test_kernels(struct vgpu_err *err)
+{
+#ifdef VGPU_SOFT_TEST_KERNELS
+	static pthread_once_t once = PTHREAD_ONCE_INIT;
+	pthread_once(&once, soft_kernels_once);
+	if (soft_kernels_rc != 0)
+		return vgpu_err_set(err, -EIO, "soft TEST DEVICE: cannot register its test kernels");
+	vgpu_log(VGPU_LOG_INFO, "soft TEST DEVICE: test kernels of test/gpu registered");
+#endif
+	return 0;
+}
+
 static void broker_log_sink(int level, const char *msg)
 {
 	vgpu_log((enum vgpu_log_level)level, "broker: %s", msg);
@@ -121,6 +150,13 @@ int vgpu_gpu_open(const struct vgpu_config *cfg, struct vgpu_gpu **out, struct v
 	} else {
 		const char *backend = strcmp(want, "auto") == 0 ? "cuda" : want;
 		struct broker_config bc = { .backend = backend, .workers = (unsigned)cfg->gpu_broker_workers };
+		if (strcmp(backend, "soft") == 0) {
+			int kr = register_soft_test_kernels(err);
+			if (kr < 0) {
+				vgpu_gpu_close(g);
+				return kr;
+			}
+		}
 		struct idm_err ierr = { 0 };
 		int r = broker_create(&bc, &g->broker, &ierr);
 		if (r < 0) {
@@ -180,6 +216,14 @@ const char *vgpu_gpu_backend(const struct vgpu_gpu *g)
 	return g ? g->backend : "none";
 }
 
+/* The broker knows a pod by an id shorter than a sandbox id (IDM_POD_ID_MAX, the IDM wire's
+ * limit): the sandbox id's first BROKER_ID_LEN hex digits (128 random bits) name it. */
+#define BROKER_ID_LEN 32
+static void broker_pod_id(const char *sandbox_id, char out[BROKER_ID_LEN + 1])
+{
+	snprintf(out, BROKER_ID_LEN + 1, "%s", sandbox_id);
+}
+
 static struct gpu_pod *find_locked(struct vgpu_gpu *g, const char *sandbox_id)
 {
 	for (struct gpu_pod *p = g->pods; p; p = p->next)
@@ -214,7 +258,9 @@ int vgpu_gpu_pod_add(struct vgpu_gpu *g, const char *sandbox_id, const char *pod
 		return vgpu_err_set(err, -EEXIST, "sandbox %s already has a GPU", sandbox_id);
 	}
 	struct idm_err ierr = { 0 };
-	r = broker_pod_add(g->broker, sandbox_id, p->socket, req->quota_bytes, req->compute_share, &ierr);
+	char bid[BROKER_ID_LEN + 1];
+	broker_pod_id(sandbox_id, bid);
+	r = broker_pod_add(g->broker, bid, p->socket, req->quota_bytes, req->compute_share, &ierr);
 	if (r < 0) {
 		pthread_mutex_unlock(&g->lock);
 		rmdir(p->dir);
@@ -243,7 +289,9 @@ int vgpu_gpu_pod_stop(struct vgpu_gpu *g, const char *sandbox_id, struct vgpu_er
 	if (!running)
 		return 0;
 	struct idm_err ierr = { 0 };
-	int r = broker_pod_remove(g->broker, sandbox_id, &ierr);
+	char bid[BROKER_ID_LEN + 1];
+	broker_pod_id(sandbox_id, bid);
+	int r = broker_pod_remove(g->broker, bid, &ierr);
 	if (r < 0 && r != -ENOENT)
 		return vgpu_err_set(err, r, "sandbox %s: freeing GPU state: %s", sandbox_id, ierr.msg);
 	vgpu_log(VGPU_LOG_INFO, "sandbox %s: GPU channels closed and GPU memory freed", sandbox_id);
@@ -302,6 +350,58 @@ int vgpu_gpu_injection(struct vgpu_gpu *g, const char *sandbox_id, struct vgpu_g
 	out->env[1] = vgpu_strdup("LD_LIBRARY_PATH=" VGPU_CONTAINER_SHIM_DIR);
 	out->env[2] = vgpu_strdup("NVIDIA_VISIBLE_DEVICES=void");
 	return 0;
+}
+
+/* Where images keep libcuda.so.1 (distribution multiarch dirs, CUDA and NVIDIA container layouts). */
+static const char *const image_lib_dirs[] = {
+	"usr/lib/x86_64-linux-gnu", "usr/lib/aarch64-linux-gnu", "lib/x86_64-linux-gnu", "lib/aarch64-linux-gnu",
+	"usr/lib64", "lib64", "usr/lib", "lib", "usr/local/cuda/lib64", "usr/local/cuda/compat",
+	"usr/local/cuda/targets/x86_64-linux/lib", "usr/local/nvidia/lib64", "usr/local/nvidia/lib",
+};
+
+/* Container path of rel, resolved inside root (RESOLVE_IN_ROOT: a symlink cannot leave it), if it
+ * is a regular file; NULL otherwise. */
+static char *resolve_in_rootfs(int root, const char *real_root, const char *rel)
+{
+	struct open_how how = { .flags = O_PATH | O_CLOEXEC, .resolve = RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS };
+	_cleanup_close_ int fd = (int)syscall(SYS_openat2, root, rel, &how, sizeof(how));
+	struct stat st;
+	if (fd < 0 || fstat(fd, &st) < 0 || !S_ISREG(st.st_mode))
+		return NULL;
+	char link[64], target[PATH_MAX];
+	snprintf(link, sizeof(link), "/proc/self/fd/%d", fd);
+	ssize_t n = readlink(link, target, sizeof(target) - 1);
+	if (n <= 0)
+		return NULL;
+	target[n] = '\0';
+	size_t rl = strlen(real_root);
+	if (strncmp(target, real_root, rl) != 0 || target[rl] != '/')
+		return NULL; /* not inside the rootfs after all: never mount there */
+	return vgpu_strdup(target + rl);
+}
+
+char **vgpu_gpu_image_libcuda(const char *rootfs)
+{
+	size_t n_dirs = sizeof(image_lib_dirs) / sizeof(image_lib_dirs[0]), n = 0;
+	char **out = vgpu_calloc(n_dirs + 1, sizeof(char *));
+	_cleanup_free_ char *real_root = realpath(rootfs, NULL);
+	_cleanup_close_ int root = real_root ? open(real_root, O_PATH | O_DIRECTORY | O_CLOEXEC) : -1;
+	if (root < 0)
+		return out;
+	for (size_t i = 0; i < n_dirs; i++) {
+		_cleanup_free_ char *rel = vgpu_asprintf("%s/libcuda.so.1", image_lib_dirs[i]);
+		char *path = resolve_in_rootfs(root, real_root, rel);
+		if (!path)
+			continue;
+		bool dup = false;
+		for (size_t j = 0; j < n && !dup; j++)
+			dup = strcmp(out[j], path) == 0;
+		if (dup || strcmp(path, VGPU_CONTAINER_SHIM_DIR "/libcuda.so.1") == 0)
+			free(path);
+		else
+			out[n++] = path;
+	}
+	return out;
 }
 
 void vgpu_gpu_injection_free(struct vgpu_gpu_injection *inj)
@@ -378,9 +478,12 @@ static size_t snapshot(struct vgpu_gpu *g, struct pod_snapshot **out)
 		i++;
 	}
 	pthread_mutex_unlock(&g->lock);
-	for (i = 0; i < n; i++)
-		if (broker_pod_usage(g->broker, s[i].sandbox_id, &s[i].usage, NULL) < 0)
+	for (i = 0; i < n; i++) {
+		char bid[BROKER_ID_LEN + 1];
+		broker_pod_id(s[i].sandbox_id, bid);
+		if (broker_pod_usage(g->broker, bid, &s[i].usage, NULL) < 0)
 			memset(&s[i].usage, 0, sizeof(s[i].usage)); /* stopped meanwhile */
+	}
 	*out = s;
 	return n;
 }

@@ -66,6 +66,11 @@ struct vgpu_gpu_injection {
 int vgpu_gpu_injection(struct vgpu_gpu *g, const char *sandbox_id, struct vgpu_gpu_injection *out,
 		       struct vgpu_err *err);
 void vgpu_gpu_injection_free(struct vgpu_gpu_injection *inj);
+/* Container paths ("/usr/lib/x86_64-linux-gnu/libcuda.so.1", ...) of the image's own libcuda.so.1
+ * in the usual library dirs of rootfs, each resolved inside rootfs (symlinks followed as if rootfs
+ * were /, so none leads out of it) and a regular file; deduplicated. The shim is bind-mounted over
+ * each. NULL-terminated, caller frees with vgpu_strv_free; empty when there are none. */
+char **vgpu_gpu_image_libcuda(const char *rootfs);
 
 /* One line of JSON with the pod's GPU quota and usage (PodSandboxStatus verbose info); NULL if none. */
 char *vgpu_gpu_pod_info_json(struct vgpu_gpu *g, const char *sandbox_id);

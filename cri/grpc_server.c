@@ -90,6 +90,7 @@ static grpc_status_code status_from_errno(int code)
 		return GRPC_STATUS_ALREADY_EXISTS;
 	case EBUSY:
 	case ESTALE:
+	case ENODEV: /* e.g. a GPU pod on a node without a GPU backend */
 		return GRPC_STATUS_FAILED_PRECONDITION;
 	case ENOSYS:
 	case EOPNOTSUPP:

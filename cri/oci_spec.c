@@ -183,6 +183,24 @@ static bool env_has(json_object *env, const char *key)
 	return false;
 }
 
+/* A runtime injection: LD_LIBRARY_PATH goes in front of the container's own (the injected library
+ * must win, the container's dirs still work); anything else is set. */
+static void env_inject(json_object *env, const char *kv)
+{
+	static const char ld[] = "LD_LIBRARY_PATH=";
+	if (strncmp(kv, ld, sizeof(ld) - 1) == 0) {
+		for (size_t i = 0; i < json_object_array_length(env); i++) {
+			const char *cur = json_object_get_string(json_object_array_get_idx(env, i));
+			if (strncmp(cur, ld, sizeof(ld) - 1) != 0 || !cur[sizeof(ld) - 1])
+				continue;
+			_cleanup_free_ char *merged = vgpu_asprintf("%s:%s", kv, cur + sizeof(ld) - 1);
+			json_object_array_put_idx(env, i, J_STR(merged));
+			return;
+		}
+	}
+	env_set(env, kv);
+}
+
 static int build_env(const struct vgpu_oci_input *in, json_object **out, struct vgpu_err *err)
 {
 	json_object *env = json_object_new_array();
@@ -209,6 +227,8 @@ static int build_env(const struct vgpu_oci_input *in, json_object **out, struct 
 		_cleanup_free_ char *kv = vgpu_asprintf("HOSTNAME=%s", in->hostname);
 		env_set(env, kv);
 	}
+	for (size_t i = 0; in->env && in->env[i]; i++)
+		env_inject(env, in->env[i]);
 	*out = env;
 	return 0;
 }
@@ -643,6 +663,9 @@ int vgpu_oci_spec_generate(const struct vgpu_oci_input *in, char **json, struct 
 	json_object *mounts = build_mounts(in, privileged, ro_rootfs);
 	if (r == 0)
 		r = build_user_mounts(c, mounts, err);
+	const char *ro[] = { "rbind", "rprivate", "ro", "nosuid", "nodev", NULL };
+	for (size_t i = 0; r == 0 && i < in->n_binds; i++)
+		json_object_array_add(mounts, mount_obj(in->binds[i].destination, "bind", in->binds[i].source, ro));
 	if (r < 0) {
 		json_object_put(process);
 		json_object_put(lx);

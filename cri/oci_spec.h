@@ -20,6 +20,12 @@ struct vgpu_oci_ns {
 	bool host;
 };
 
+/* A read-only bind mount added by the runtime itself (GPU pods: the shim and the broker socket). */
+struct vgpu_oci_bind {
+	const char *source;      /* host path */
+	const char *destination; /* container path */
+};
+
 struct vgpu_oci_input {
 	const Runtime__V1__ContainerConfig *container; /* required */
 	const Runtime__V1__PodSandboxConfig *pod;      /* may be NULL */
@@ -33,6 +39,12 @@ struct vgpu_oci_input {
 	const char *hosts_path, *resolv_path, *hostname_path;
 	const char *shm_path;        /* the pod's /dev/shm; NULL = a private tmpfs */
 	const char *termination_log_path; /* bound on /dev/termination-log unless a mount targets it */
+	/* Runtime injections (GPU pods, gpu.h): read-only binds mounted after all others, so that they
+	 * win over image files and user mounts; env "K=V" set last, except that LD_LIBRARY_PATH is
+	 * prepended to the container's own. */
+	const struct vgpu_oci_bind *binds;
+	size_t n_binds;
+	char *const *env;        /* NULL-terminated; NULL = none */
 };
 
 /* Generate config.json. Returns 0 and a malloc'd JSON text in *json, or -EINVAL with a message that

@@ -11,7 +11,7 @@
  *   protobuf_c_message_free_unpacked(resp, NULL).
  * - On failure return a negative errno-style code and fill err (vgpu_err_set); the code becomes
  *   the gRPC status: -ENOENT NOT_FOUND, -EINVAL INVALID_ARGUMENT, -EEXIST ALREADY_EXISTS,
- *   -EBUSY/-ESTALE FAILED_PRECONDITION, -ENOSYS UNIMPLEMENTED, -EACCES/-EPERM PERMISSION_DENIED,
+ *   -EBUSY/-ESTALE/-ENODEV FAILED_PRECONDITION, -ENOSYS UNIMPLEMENTED, -EACCES/-EPERM PERMISSION_DENIED,
  *   -ETIMEDOUT DEADLINE_EXCEEDED, -ENOMEM/-ENOSPC RESOURCE_EXHAUSTED, -EAGAIN/-ECONNREFUSED
  *   UNAVAILABLE, -ECANCELED CANCELLED, anything else INTERNAL.
  * - Handlers run concurrently on pool threads: guard shared state with the service's own locks. */

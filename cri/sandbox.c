@@ -96,6 +96,23 @@ static int validate(struct vgpu_daemon *d, const Runtime__V1__RunPodSandboxReque
 	return 0;
 }
 
+/* The pod's GPU request from its annotations (vgpu.io/gpu*) and the handler's defaults. */
+static int parse_gpu_request(const struct vgpu_handler_config *h, const Runtime__V1__PodSandboxConfig *cfg,
+			     struct vgpu_gpu_request *out, struct vgpu_err *err)
+{
+	size_t n = cfg->n_annotations;
+	_cleanup_free_ const char **keys = vgpu_calloc(n + 1, sizeof(char *));
+	_cleanup_free_ const char **values = vgpu_calloc(n + 1, sizeof(char *));
+	for (size_t i = 0; i < n; i++) {
+		keys[i] = cfg->annotations[i]->key ? cfg->annotations[i]->key : "";
+		values[i] = cfg->annotations[i]->value;
+	}
+	int r = vgpu_gpu_parse_request(h, n, keys, values, out, err);
+	if (r < 0)
+		return vgpu_err_prefix(err, "pod %s/%s", cfg->metadata->namespace_, cfg->metadata->name);
+	return 0;
+}
+
 static int write_text(const char *dir, const char *name, const char *text, struct vgpu_err *err)
 {
 	_cleanup_free_ char *path = vgpu_asprintf("%s/%s", dir, name);
@@ -241,6 +258,9 @@ static void release_resources(struct vgpu_pod_manager *m, const char *id, pid_t 
 			      const char *run_dir, const char *cgroup_parent, bool own_cgroup)
 {
 	kill_infra(infra_pid, infra_start);
+	struct vgpu_err gpu_err = { 0 };
+	if (vgpu_gpu_pod_remove(m->d->gpu, id, &gpu_err) < 0)
+		vgpu_log(VGPU_LOG_WARN, "sandbox %s: GPU: %s", id, gpu_err.msg);
 	struct vgpu_err net_err = { 0 };
 	if (vgpu_pod_network_teardown(m->d->cfg, id, &net_err) < 0)
 		vgpu_log(VGPU_LOG_WARN, "sandbox %s: network teardown: %s", id, net_err.msg);
@@ -347,6 +367,11 @@ static int setup_sandbox(struct vgpu_pod_manager *m, struct vgpu_sandbox *s, str
 			r = 0;
 		}
 	}
+	/* Last, so that a failure above never leaves a broker channel; the caller's cleanup
+	 * (release_resources) removes it if saving the pod fails after this. */
+	if (r == 0 && s->gpu.enabled)
+		r = vgpu_gpu_pod_add(m->d->gpu, s->id, cfg->metadata->namespace_, cfg->metadata->name, cfg->metadata->uid,
+				     &s->gpu, err);
 	return r;
 }
 
@@ -367,8 +392,12 @@ int vgpu_rpc_run_pod_sandbox(struct vgpu_daemon *d, const ProtobufCMessage *req_
 	if (strcmp(h->type, "runc") != 0)
 		return vgpu_err_set(err, -EINVAL, "pod %s/%s: runtime handler '%s' (type %s) is not available in this build",
 				    req->config->metadata->namespace_, req->config->metadata->name, hname, h->type);
+	struct vgpu_gpu_request gpu;
+	if ((r = parse_gpu_request(h, req->config, &gpu, err)) < 0)
+		return r;
 	struct vgpu_sandbox *s = vgpu_sandbox_alloc();
 	vgpu_new_id(s->id);
+	s->gpu = gpu;
 	s->config = vgpu_pb_clone(req->config);
 	s->handler = vgpu_strdup(hname);
 	s->created_at = vgpu_wall_ns();
@@ -453,6 +482,10 @@ static int stop_sandbox(struct vgpu_pod_manager *m, struct vgpu_sandbox *s, stru
 	kill_infra(pid, start);
 	if (vgpu_proc_alive(pid, start))
 		return vgpu_err_set(err, -EIO, "sandbox %s: infra process %d does not die", s->id, (int)pid);
+	/* Close the pod's broker channels and free its GPU objects (idempotent); the socket's
+	 * directory stays until RemovePodSandbox. */
+	if (s->gpu.enabled && (r = vgpu_gpu_pod_stop(m->d->gpu, s->id, err)) < 0)
+		return r;
 	if (!s->host_net && (r = vgpu_pod_network_teardown(m->d->cfg, s->id, err)) < 0)
 		return r;
 	pthread_mutex_lock(&m->lock);

@@ -104,6 +104,24 @@ static void recover_container(struct vgpu_pod_manager *m, struct vgpu_container 
 		vgpu_log(VGPU_LOG_WARN, "container %s: %s", c->id, err.msg);
 }
 
+/* The broker lives in the daemon: a GPU pod that is still ready gets its channel back on a fresh
+ * socket at the same path (its containers' bind mount of the socket dir sees it; processes that
+ * had a channel lost it with the old daemon). */
+static void recover_gpu(struct vgpu_pod_manager *m, struct vgpu_sandbox *s)
+{
+	pthread_mutex_lock(&m->lock);
+	bool ready = s->state == RUNTIME__V1__POD_SANDBOX_STATE__SANDBOX_READY;
+	pthread_mutex_unlock(&m->lock);
+	if (!ready)
+		return;
+	const Runtime__V1__PodSandboxMetadata *md = s->config->metadata;
+	struct vgpu_err err = { 0 };
+	if (vgpu_gpu_pod_add(m->d->gpu, s->id, md->namespace_, md->name, md->uid, &s->gpu, &err) < 0)
+		vgpu_log(VGPU_LOG_ERROR, "sandbox %s: GPU pod not recovered: %s", s->id, err.msg);
+	else
+		vgpu_log(VGPU_LOG_INFO, "sandbox %s: GPU pod recovered on a fresh broker socket", s->id);
+}
+
 static void load_all(struct vgpu_pod_manager *m)
 {
 	DIR *dir = opendir(m->sandbox_dir);
@@ -128,6 +146,8 @@ static void load_all(struct vgpu_pod_manager *m)
 		pthread_mutex_unlock(&m->lock);
 		if (changed)
 			vgpu_sandbox_save(m, s, NULL);
+		if (s->gpu.enabled)
+			recover_gpu(m, s);
 	}
 	if (dir)
 		closedir(dir);

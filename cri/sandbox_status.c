@@ -63,6 +63,32 @@ static char *verbose_info(struct vgpu_sandbox *s)
 	return text;
 }
 
+/* info["gpu"]: the pod's GPU quota and usage from the broker, or its request once stopped. */
+static void add_gpu_info(struct vgpu_daemon *d, struct vgpu_sandbox *s, Runtime__V1__PodSandboxStatusResponse *out)
+{
+	char *json = vgpu_gpu_pod_info_json(d->gpu, s->id);
+	if (!json) {
+		json_object *o = json_object_new_object();
+		json_object_object_add(o, "backend", json_object_new_string(vgpu_gpu_backend(d->gpu)));
+		json_object_object_add(o, "active", json_object_new_boolean(0));
+		json_object_object_add(o, "vgpu_gpu_memory_limit_bytes", json_object_new_int64((int64_t)s->gpu.quota_bytes));
+		json_object_object_add(o, "vgpu_gpu_compute_share_percent", json_object_new_int64(s->gpu.compute_share));
+		json = vgpu_strdup(json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN));
+		json_object_put(o);
+	}
+	Runtime__V1__PodSandboxStatusResponse__InfoEntry *e = vgpu_calloc(1, sizeof(*e));
+	runtime__v1__pod_sandbox_status_response__info_entry__init(e);
+	e->key = vgpu_strdup("gpu");
+	e->value = json;
+	Runtime__V1__PodSandboxStatusResponse__InfoEntry **info = vgpu_calloc(out->n_info + 1, sizeof(*info));
+	for (size_t i = 0; i < out->n_info; i++)
+		info[i] = out->info[i];
+	info[out->n_info] = e;
+	free(out->info);
+	out->info = info;
+	out->n_info++;
+}
+
 int vgpu_rpc_pod_sandbox_status(struct vgpu_daemon *d, const ProtobufCMessage *req_msg, ProtobufCMessage **resp,
 				struct vgpu_err *err)
 {
@@ -85,6 +111,8 @@ int vgpu_rpc_pod_sandbox_status(struct vgpu_daemon *d, const ProtobufCMessage *r
 		out->info[0]->value = verbose_info(s);
 	}
 	pthread_mutex_unlock(&m->lock);
+	if (req->verbose && s->gpu.enabled) /* outside the lock: asks the broker */
+		add_gpu_info(d, s, out);
 	if (!s->host_net) /* outside the lock: reads the CNI cache */
 		vgpu_pod_network_status(d->cfg, s->id, out->status->network);
 	out->timestamp = vgpu_wall_ns();

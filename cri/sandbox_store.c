@@ -381,6 +381,12 @@ int vgpu_sandbox_save(struct vgpu_pod_manager *m, struct vgpu_sandbox *s, struct
 	ADD_BOOL(o, "host_ipc", s->host_ipc);
 	ADD_BOOL(o, "host_pid", s->host_pid);
 	ADD_BOOL(o, "share_pid", s->share_pid);
+	if (s->gpu.enabled) {
+		json_object *g = json_object_new_object();
+		ADD_INT(g, "quota_bytes", s->gpu.quota_bytes);
+		ADD_INT(g, "compute_share", s->gpu.compute_share);
+		json_object_object_add(o, "gpu", g);
+	}
 	pthread_mutex_lock(&m->lock);
 	bool creating = s->phase == VGPU_PHASE_CREATING;
 	ADD_BOOL(o, "creating", creating);
@@ -478,6 +484,13 @@ struct vgpu_sandbox *vgpu_sandbox_load(struct vgpu_pod_manager *m, const char *i
 	s->host_ipc = j_bool(o, "host_ipc");
 	s->host_pid = j_bool(o, "host_pid");
 	s->share_pid = j_bool(o, "share_pid");
+	json_object *g;
+	if (json_object_object_get_ex(o, "gpu", &g) && json_object_is_type(g, json_type_object)) {
+		s->gpu.enabled = true;
+		s->gpu.quota_bytes = (uint64_t)j_int(g, "quota_bytes");
+		long long share = j_int(g, "compute_share");
+		s->gpu.compute_share = share >= 1 && share <= 100 ? (unsigned)share : 100;
+	}
 	s->state = (Runtime__V1__PodSandboxState)j_int(o, "state");
 	s->infra_pid = (pid_t)j_int(o, "infra_pid");
 	s->infra_start = (unsigned long long)j_int(o, "infra_start");

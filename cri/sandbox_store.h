@@ -4,13 +4,14 @@
  *
  * On-disk layout (every file written atomically):
  *   state_dir/sandboxes/<id>/config.pb    PodSandboxConfig, protobuf, written once
- *   state_dir/sandboxes/<id>/meta.json    handler, state, infra pid, cgroup parent, ...
+ *   state_dir/sandboxes/<id>/meta.json    handler, state, infra pid, cgroup parent, GPU request, ...
  *   state_dir/sandboxes/<id>/{resolv.conf,hostname,hosts}   bind-mounted into containers
  *   state_dir/containers/<id>/config.pb   ContainerConfig, protobuf, written once
  *   state_dir/containers/<id>/meta.json   state, times, exit code, pids, image, paths
  *   state_dir/containers/<id>/config.json the OCI bundle's spec; rootfs, upper, work beside it
  *   state_dir/exits/<id>                  exit file written by vgpu-monitor (see monitor.c)
  *   run_dir/sandboxes/<id>/shm            the pod's /dev/shm (tmpfs mount)
+ *   run_dir/gpu/<id>/vgpu.sock            a GPU pod's broker socket (gpu.c), bound on /run/vgpu
  */
 #ifndef VGPU_SANDBOX_STORE_H
 #define VGPU_SANDBOX_STORE_H
@@ -22,6 +23,7 @@
 #include "cri-api.pb-c.h"
 #include "daemon.h"
 #include "err.h"
+#include "gpu.h"
 #include "runc.h"
 
 #define VGPU_ID_LEN 64
@@ -48,6 +50,7 @@ struct vgpu_sandbox {
 	char *cgroup_parent;              /* where containers' cgroups go */
 	bool own_cgroup_parent;           /* we made it (no parent given): removed with the pod */
 	bool host_net, host_ipc, host_pid, share_pid;
+	struct vgpu_gpu_request gpu;      /* gpu.enabled: a GPU pod (re-added to the broker on recovery) */
 	/* mgr->lock */
 	enum vgpu_obj_phase phase;
 	Runtime__V1__PodSandboxState state;
