@@ -55,7 +55,7 @@ finally:
 attempt = int(time.time())
 cfg = pb.PodSandboxConfig(metadata=pb.PodSandboxMetadata(name="vgpu-demo", namespace="default",
                                                          uid="vgpu-demo-%d" % attempt),
-                          hostname="vgpu-demo", log_directory=args.log_dir, labels={"app": "vgpu-demo"})
+                          hostname="vgpu-demo", log_directory="%s/%d" % (args.log_dir, attempt), labels={"app": "vgpu-demo"})
 t0 = time.time()
 pod = rt.RunPodSandbox(pb.RunPodSandboxRequest(config=cfg, runtime_handler="runc"), timeout=60).pod_sandbox_id
 script = ('echo "hello from a vgpu-cri pod"; echo "hostname: $(hostname)"; echo "kernel: $(uname -r)"; '

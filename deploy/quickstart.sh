@@ -9,6 +9,13 @@ top=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 if [ ! -e /etc/vgpu-cri/config.yaml ]; then
 	install -d -m 0755 /etc/vgpu-cri
 	install -m 0644 "$top/deploy/config.yaml" /etc/vgpu-cri/config.yaml
+	# The GPU demo needs the shim from this build; without a GPU it needs the soft test device.
+	sed -i "s|^  shim_path: .*|  shim_path: $top/build/shim/libvgpu.so|" /etc/vgpu-cri/config.yaml
+	if ! ldconfig -p | grep -q 'libcuda\.so\.1 '; then
+		sed -i 's|^  backend: auto$|  backend: soft  # quickstart: no GPU driver here, so the SOFT TEST DEVICE|' \
+			/etc/vgpu-cri/config.yaml
+		echo "quickstart: no GPU driver found: the broker runs the soft TEST device (a CPU emulation)"
+	fi
 	echo "quickstart: installed /etc/vgpu-cri/config.yaml"
 fi
 sock=$(sed -n 's/^socket:[[:space:]]*//p' /etc/vgpu-cri/config.yaml)
@@ -21,5 +28,6 @@ trap 'kill -TERM $pid 2>/dev/null; wait $pid' INT TERM
 for _ in $(seq 1 100); do [ -S "$sock" ] && break; sleep 0.1; done
 /usr/bin/python3 "$top/deploy/cri-probe.py" --socket "$sock" || true
 "$top/deploy/demo-pod.sh" "$sock" || echo "quickstart: the demo pod failed (see above)"
+/usr/bin/python3 "$top/deploy/demo-gpu-pod.py" --socket "$sock" || echo "quickstart: the GPU demo failed (see above)"
 echo "quickstart: vgpu-cri is serving unix://$sock (pid $pid); Ctrl-C stops it"
 wait $pid
