@@ -606,3 +606,20 @@ bool vgpu_container_wait_exit(struct vgpu_pod_manager *m, struct vgpu_container 
 	pthread_mutex_unlock(&m->lock);
 	return exited;
 }
+
+static bool prefix_match(const char *value, const char *prefix)
+{
+	return !prefix || !*prefix || strncmp(value, prefix, strlen(prefix)) == 0;
+}
+
+bool vgpu_container_match(const struct vgpu_container *c, const char *id, const char *sandbox_id, int state,
+			  void *const *selector, size_t n_selector)
+{
+	if (c->phase != VGPU_PHASE_LIVE)
+		return false;
+	if (!prefix_match(c->id, id) || !prefix_match(c->sandbox_id, sandbox_id))
+		return false;
+	if (state >= 0 && (int)c->state != state)
+		return false;
+	return vgpu_labels_match((void *const *)c->config->labels, c->config->n_labels, selector, n_selector);
+}

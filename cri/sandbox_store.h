@@ -162,6 +162,10 @@ void *vgpu_pb_clone(const void *msg);
 void *vgpu_pb_map_copy(const ProtobufCMessageDescriptor *entry_desc, void *const *src, size_t n);
 /* All selector entries present with equal values in the map. */
 bool vgpu_labels_match(void *const *labels, size_t n_labels, void *const *selector, size_t n_selector);
+/* A live container against the fields CRI's container filters share: id and sandbox id by prefix
+ * (empty = any), state (-1 = any), label selector. */
+bool vgpu_container_match(const struct vgpu_container *c, const char *id, const char *sandbox_id, int state,
+			  void *const *selector, size_t n_selector);
 
 /* Loading at start-up (sandbox_store.c): NULL for a missing or incomplete record (*creating
  * tells an interrupted creation, whose leftovers the caller removes). */

@@ -219,16 +219,10 @@ int vgpu_rpc_container_stats(struct vgpu_daemon *d, const ProtobufCMessage *req_
 
 static bool stats_match(const struct vgpu_container *c, const Runtime__V1__ContainerStatsFilter *f)
 {
-	if (c->phase != VGPU_PHASE_LIVE)
-		return false;
 	if (!f)
-		return true;
-	if (f->id && *f->id && strncmp(c->id, f->id, strlen(f->id)) != 0)
-		return false;
-	if (f->pod_sandbox_id && *f->pod_sandbox_id && strncmp(c->sandbox_id, f->pod_sandbox_id, strlen(f->pod_sandbox_id)) != 0)
-		return false;
-	return vgpu_labels_match((void *const *)c->config->labels, c->config->n_labels, (void *const *)f->label_selector,
-				 f->n_label_selector);
+		return vgpu_container_match(c, NULL, NULL, -1, NULL, 0);
+	return vgpu_container_match(c, f->id, f->pod_sandbox_id, -1, (void *const *)f->label_selector,
+				    f->n_label_selector);
 }
 
 int vgpu_rpc_list_container_stats(struct vgpu_daemon *d, const ProtobufCMessage *req_msg, ProtobufCMessage **resp,
