@@ -318,7 +318,7 @@ int broker_create(const struct broker_config *cfg, broker_t **out, struct idm_er
     bool cuda = cfg->backend == NULL || strcmp(cfg->backend, "cuda") == 0;
     if (cfg->pod_processes > 0 || (cfg->pod_processes == 0 && cuda))
         return broker_pp_create(cfg, out, err);
-    return broker_inproc_create(cfg, out, err);
+    return broker_inproc_create(cfg, NULL, out, err);
 }
 
 void broker_destroy(broker_t *b)
@@ -334,7 +334,7 @@ int broker_pod_add(broker_t *b, const char *pod_id, const char *socket_path, uin
 {
     if (b->pp != NULL)
         return broker_pp_pod_add(b, pod_id, socket_path, quota_bytes, compute_share, err);
-    return broker_inproc_pod_add(b, pod_id, socket_path, -1, quota_bytes, compute_share, err);
+    return broker_inproc_pod_add(b, pod_id, socket_path, -1, -1, quota_bytes, compute_share, err);
 }
 
 int broker_pod_remove(broker_t *b, const char *pod_id, struct idm_err *err)
@@ -352,7 +352,34 @@ int broker_pod_usage(broker_t *b, const char *pod_id, struct broker_usage *out,
     return broker_inproc_pod_usage(b, pod_id, out, err);
 }
 
-int broker_inproc_create(const struct broker_config *cfg, broker_t **out, struct idm_err *err)
+/* The keeper's drain: every GPU operation of the pod in that slot finished. */
+static int drain_slot(void *arg, int slot)
+{
+    struct broker *b = arg;
+    int rc = 0;
+    pthread_rwlock_rdlock(&b->pods_lock);
+    for (struct pod *p = b->pods; p != NULL; p = p->next) {
+        if (p->slot != slot)
+            continue;
+        pthread_mutex_lock(&p->lock); /* the context is not rebuilt meanwhile */
+        if (p->ctx != NULL && (rc = b->be.ops->ctx_bind(&b->be, p->ctx)) == 0)
+            rc = b->be.ops->ctx_sync(&b->be, p->ctx);
+        pthread_mutex_unlock(&p->lock);
+        break;
+    }
+    pthread_rwlock_unlock(&b->pods_lock);
+    return rc;
+}
+
+static void *keeper_main(void *arg)
+{
+    struct broker *b = arg;
+    broker_sched_keeper(b->sched, drain_slot, b, &b->stop);
+    return NULL;
+}
+
+int broker_inproc_create(const struct broker_config *cfg, struct sched *sched, broker_t **out,
+                         struct idm_err *err)
 {
     const struct backend_ops *ops;
     if (cfg->backend == NULL || strcmp(cfg->backend, "cuda") == 0)
@@ -384,6 +411,20 @@ int broker_inproc_create(const struct broker_config *cfg, broker_t **out, struct
         rc = idm_err_set(err, -errno, "broker: epoll: %s", strerror(errno));
         goto fail;
     }
+    b->sched = sched;
+    if (sched == NULL) {
+        if ((rc = broker_sched_create(&b->sched)) < 0) {
+            idm_err_set(err, rc, "broker: scheduler table: %s", strerror(-rc));
+            goto fail;
+        }
+        b->sched_owned = true;
+    }
+    int e = pthread_create(&b->keeper, NULL, keeper_main, b);
+    if (e != 0) {
+        rc = idm_err_set(err, -e, "broker: pthread_create: %s", strerror(e));
+        goto fail;
+    }
+    b->keeper_up = true;
     b->nworkers = cfg->workers ? cfg->workers : 4;
     b->workers = calloc(b->nworkers, sizeof *b->workers);
     if (b->workers == NULL) {
@@ -391,7 +432,7 @@ int broker_inproc_create(const struct broker_config *cfg, broker_t **out, struct
         goto fail;
     }
     for (unsigned i = 0; i < b->nworkers; i++) {
-        int e = pthread_create(&b->workers[i], NULL, worker_main, b);
+        e = pthread_create(&b->workers[i], NULL, worker_main, b);
         if (e != 0) {
             rc = idm_err_set(err, -e, "broker: pthread_create: %s", strerror(e));
             b->nworkers = i;
@@ -428,6 +469,12 @@ void broker_inproc_destroy(broker_t *b)
     for (unsigned i = 0; i < b->nworkers; i++)
         pthread_join(b->workers[i], NULL);
     free(b->workers);
+    if (b->keeper_up) {
+        broker_sched_kick(b->sched);
+        pthread_join(b->keeper, NULL);
+    }
+    if (b->sched_owned)
+        broker_sched_destroy(b->sched);
     if (b->wake_fd >= 0)
         close(b->wake_fd);
     if (b->epfd >= 0)
@@ -438,7 +485,8 @@ void broker_inproc_destroy(broker_t *b)
 }
 
 int broker_inproc_pod_add(broker_t *b, const char *pod_id, const char *socket_path, int listen_fd,
-                          uint64_t quota_bytes, unsigned compute_share, struct idm_err *err)
+                          int slot, uint64_t quota_bytes, unsigned compute_share,
+                          struct idm_err *err)
 {
     if (pod_id == NULL || pod_id[0] == 0 || strlen(pod_id) >= IDM_POD_ID_MAX)
         return idm_err_set(err, -EINVAL, "pod add: bad pod id");
@@ -456,8 +504,18 @@ int broker_inproc_pod_add(broker_t *b, const char *pod_id, const char *socket_pa
     pod->compute_share = compute_share;
     pthread_mutex_init(&pod->lock, NULL);
     pthread_cond_init(&pod->cond, NULL);
-    int rc, r = b->be.ops->ctx_create(&b->be, &pod->ctx);
-    if (r != 0) {
+    pod->slot = slot;
+    int rc, r;
+    if (slot < 0) {
+        pod->slot = broker_sched_slot_alloc(b->sched, compute_share, getpid());
+        if (pod->slot < 0) {
+            rc = idm_err_set(err, pod->slot, "pod %s: no scheduler slot left (%d pods)", pod_id,
+                             SCHED_SLOTS);
+            goto fail;
+        }
+        pod->slot_owned = true;
+    }
+    if ((r = b->be.ops->ctx_create(&b->be, &pod->ctx)) != 0) {
         rc = idm_err_set(err, -EIO, "pod %s: create GPU context: CUresult %d", pod_id, r);
         goto fail;
     }
@@ -495,6 +553,8 @@ int broker_inproc_pod_add(broker_t *b, const char *pod_id, const char *socket_pa
 fail:
     if (pod->ctx != NULL)
         b->be.ops->ctx_destroy(&b->be, pod->ctx);
+    if (pod->slot_owned)
+        broker_sched_slot_free(b->sched, pod->slot);
     pthread_mutex_destroy(&pod->lock);
     pthread_cond_destroy(&pod->cond);
     free(pod->socket_path);
@@ -535,6 +595,8 @@ int broker_inproc_pod_remove(broker_t *b, const char *pod_id, struct broker_usag
     pthread_mutex_unlock(&pod->lock);
     if (pod->ctx != NULL && !(b->child && pod->ctx_poisoned))
         b->be.ops->ctx_destroy(&b->be, pod->ctx);
+    if (pod->slot_owned)
+        broker_sched_slot_free(b->sched, pod->slot);
     idm_log(IDM_LOG_INFO, "pod %s: removed (%llu channels served)", pod_id,
             (unsigned long long)pod->usage.channels_total);
     pthread_mutex_destroy(&pod->lock);
@@ -556,6 +618,10 @@ int broker_inproc_pod_usage(broker_t *b, const char *pod_id, struct broker_usage
     pthread_mutex_lock(&pod->lock);
     *out = pod->usage;
     pthread_mutex_unlock(&pod->lock);
+    struct sched_stats st;
+    broker_sched_slot_stats(b->sched, pod->slot, &st);
+    out->gpu_turn_ns = st.turn_ns;
+    out->gpu_wait_ns = st.wait_ns;
     pthread_rwlock_unlock(&b->pods_lock);
     return 0;
 }

@@ -42,6 +42,8 @@ struct broker_usage {
     uint64_t errors;         /* operations that failed */
     uint64_t channels;       /* open channels now */
     uint64_t channels_total; /* channels accepted since the pod was added */
+    uint64_t gpu_turn_ns;    /* GPU turns this pod had while other pods waited (compute shares) */
+    uint64_t gpu_wait_ns;    /* time its operations waited for the GPU turn of another pod */
 };
 
 int broker_create(const struct broker_config *cfg, broker_t **out, struct idm_err *err);
@@ -49,8 +51,9 @@ int broker_create(const struct broker_config *cfg, broker_t **out, struct idm_er
 void broker_destroy(broker_t *b);
 
 /* Adds a pod: creates its GPU context and listens on socket_path (created, mode 0666, replaced
- * if a stale socket is there). quota_bytes 0: no quota. compute_share: percent (recorded and
- * reported; not enforced yet). */
+ * if a stale socket is there). quota_bytes 0: no quota. compute_share: percent 1..100 (0: 100):
+ * while several pods have GPU work queued, each gets GPU busy time in proportion to its share;
+ * a pod alone gets the whole GPU (broker/gpu_sched.h). */
 int broker_pod_add(broker_t *b, const char *pod_id, const char *socket_path, uint64_t quota_bytes,
                    unsigned compute_share, struct idm_err *err);
 /* Removes a pod: stops listening (unlinks the socket), closes its channels, frees all its GPU

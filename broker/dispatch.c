@@ -608,6 +608,13 @@ static int handle(struct channel *c, const struct idm_msg *hdr, const union req 
     return handle_exec(c, hdr, u, payload, payload_max, body, cap, rlen);
 }
 
+/* Operations that put work on the GPU: each waits for its pod's turn (compute shares). */
+static bool submits_gpu_work(uint16_t op)
+{
+    return op == IDM_OP_LAUNCH || op == IDM_OP_HTOD || op == IDM_OP_DTOH || op == IDM_OP_DTOD ||
+           op == IDM_OP_MEMSET || op == IDM_OP_SEG_COPY;
+}
+
 static bool waits_on_gpu(uint16_t op)
 {
     return op == IDM_OP_CTX_SYNC || op == IDM_OP_STREAM_SYNC || op == IDM_OP_EVENT_SYNC ||
@@ -657,6 +664,9 @@ int broker_dispatch(struct channel *c, const struct idm_msg *hdr, const uint8_t 
         body = dummy;
     }
     memset(body, 0, info->rep_size);
+    struct sched *sched = submits_gpu_work(hdr->op) ? c->b->sched : NULL;
+    if (sched != NULL)
+        broker_sched_enter(sched, c->pod->slot);
     uint64_t t0 = waits_on_gpu(hdr->op) || BE(c)->ops->is_soft ? idm_now_ns() : 0;
     int rc = handle(c, hdr, &u, payload, payload_max, body, cap, &rlen);
     if (rc == CUDA_SUCCESS && info->async && (hdr->flags & IDM_F_SYNC) &&
@@ -673,6 +683,8 @@ int broker_dispatch(struct channel *c, const struct idm_msg *hdr, const uint8_t 
         if (rc == CUDA_SUCCESS)
             rc = BE(c)->ops->stream_sync(BE(c), CTX(c), s);
     }
+    if (sched != NULL)
+        broker_sched_exit(sched, c->pod->slot);
     if (t0 != 0)
         c->st.busy_ns += idm_now_ns() - t0;
     if (rc < 0) {

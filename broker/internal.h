@@ -8,6 +8,7 @@
 
 #include "backend.h"
 #include "broker.h"
+#include "gpu_sched.h"
 
 enum tag_kind { TAG_WAKE = 1, TAG_LISTENER, TAG_CHANNEL };
 
@@ -52,6 +53,8 @@ struct pod {
     int listen_fd;
     uint64_t quota_bytes;
     unsigned compute_share;
+    int slot;        /* in broker.sched */
+    bool slot_owned; /* allocated here (in-process broker), freed on removal */
     /* lock guards: ctx, ctx_poisoned, usage, channels, destroying, closing */
     pthread_mutex_t lock;
     pthread_cond_t cond;
@@ -105,14 +108,22 @@ struct broker {
     bool child;                 /* this is a pod process (pod_process.c) */
     _Atomic int need_restart;   /* child: the pod's GPU state faulted; exit and be restarted */
     struct pproc *pp;           /* process-per-pod mode: the parent's state (else NULL) */
+    struct sched *sched;        /* compute shares: shared by every serving process */
+    bool sched_owned;
+    pthread_t keeper;           /* the turn keeper of this process (gpu_sched.h) */
+    bool keeper_up;
 };
 
 /* broker.c: the in-process broker (also what runs inside each pod process) */
-int broker_inproc_create(const struct broker_config *cfg, broker_t **out, struct idm_err *err);
+/* sched: the table of a parent (pod process), or NULL: a table of its own. */
+int broker_inproc_create(const struct broker_config *cfg, struct sched *sched, broker_t **out,
+                         struct idm_err *err);
 void broker_inproc_destroy(broker_t *b);
-/* listen_fd >= 0: serve that (inherited) socket, and leave the path alone on removal */
+/* listen_fd >= 0: serve that (inherited) socket, and leave the path alone on removal.
+ * slot >= 0: the pod's slot in b->sched (allocated by the parent), -1: allocate one. */
 int broker_inproc_pod_add(broker_t *b, const char *pod_id, const char *socket_path, int listen_fd,
-                          uint64_t quota_bytes, unsigned compute_share, struct idm_err *err);
+                          int slot, uint64_t quota_bytes, unsigned compute_share,
+                          struct idm_err *err);
 int broker_inproc_pod_remove(broker_t *b, const char *pod_id, struct broker_usage *final_usage,
                              struct idm_err *err);
 int broker_inproc_pod_usage(broker_t *b, const char *pod_id, struct broker_usage *out,

@@ -39,6 +39,7 @@ struct ppod {
     int listen_fd;
     uint64_t quota;
     unsigned share;
+    int slot; /* in pproc.sched */
     pid_t pid;
     int pipe_w; /* closing it tells the child to shut down */
     struct shared_usage *sh;
@@ -55,6 +56,7 @@ struct pproc {
     struct broker_config cfg;
     char *backend, *libcuda;
     _Atomic int supervisor_up;
+    struct sched *sched; /* compute shares, shared with every pod process */
 };
 
 static void publish(struct shared_usage *sh, const struct broker_usage *u)
@@ -105,12 +107,14 @@ static void __attribute__((noreturn)) child_main(struct pproc *pp, struct ppod *
     cfg.pod_processes = -1;
     broker_t *b;
     struct idm_err err = { 0 };
-    if (broker_inproc_create(&cfg, &b, &err) < 0) {
+    broker_sched_slot_set_pid(pp->sched, p->slot, getpid());
+    if (broker_inproc_create(&cfg, pp->sched, &b, &err) < 0) {
         idm_log(IDM_LOG_ERROR, "pod %s process: %s", p->id, err.msg);
         _exit(70);
     }
     b->child = true;
-    if (broker_inproc_pod_add(b, p->id, p->path, p->listen_fd, p->quota, p->share, &err) < 0) {
+    if (broker_inproc_pod_add(b, p->id, p->path, p->listen_fd, p->slot, p->quota, p->share, &err) <
+        0) {
         idm_log(IDM_LOG_ERROR, "pod %s process: %s", p->id, err.msg);
         _exit(71);
     }
@@ -196,6 +200,7 @@ static void *supervisor_main(void *arg)
             close(p->pipe_w);
             p->pid = -1;
             p->restarts++;
+            broker_sched_slot_reset(pp->sched, p->slot); /* it may have died in its turn */
             idm_log(IDM_LOG_WARN, "pod %s: pod process exited (%s %d); restarting it (restart %u)",
                     p->id, WIFEXITED(st) ? "status" : "signal",
                     WIFEXITED(st) ? WEXITSTATUS(st) : WTERMSIG(st), p->restarts);
@@ -224,8 +229,11 @@ int broker_pp_create(const struct broker_config *cfg, broker_t **out, struct idm
     pp->cfg.libcuda = pp->libcuda;
     pthread_mutex_init(&pp->lock, NULL);
     b->pp = pp;
-    int e = pthread_create(&pp->supervisor, NULL, supervisor_main, pp);
+    int e = -broker_sched_create(&pp->sched);
+    if (e == 0)
+        e = pthread_create(&pp->supervisor, NULL, supervisor_main, pp);
     if (e != 0) {
+        broker_sched_destroy(pp->sched);
         free(pp->backend);
         free(pp->libcuda);
         free(pp);
@@ -256,11 +264,17 @@ int broker_pp_pod_add(broker_t *b, const char *pod_id, const char *socket_path,
     p->quota = quota_bytes;
     p->share = compute_share;
     p->pid = -1;
+    p->slot = -1;
     p->sh = mmap(NULL, sizeof *p->sh, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
     int rc;
     if (p->sh == MAP_FAILED) {
         p->sh = NULL;
         rc = idm_err_set(err, -ENOMEM, "pod %s: mmap: %s", pod_id, strerror(errno));
+        goto fail;
+    }
+    if ((p->slot = broker_sched_slot_alloc(pp->sched, compute_share, -1)) < 0) {
+        rc = idm_err_set(err, p->slot, "pod %s: no scheduler slot left (%d pods)", pod_id,
+                         SCHED_SLOTS);
         goto fail;
     }
     pthread_mutex_lock(&pp->lock);
@@ -302,6 +316,8 @@ int broker_pp_pod_add(broker_t *b, const char *pod_id, const char *socket_path,
             socket_path, (int)p->pid, (unsigned long long)quota_bytes);
     return 0;
 fail:
+    if (p->slot >= 0)
+        broker_sched_slot_free(pp->sched, p->slot);
     if (p->sh != NULL)
         munmap(p->sh, sizeof *p->sh);
     free(p->path);
@@ -337,6 +353,7 @@ int broker_pp_pod_remove(broker_t *b, const char *pod_id, struct idm_err *err)
     }
     close(p->listen_fd);
     (void)unlink(p->path);
+    broker_sched_slot_free(pp->sched, p->slot);
     idm_log(IDM_LOG_INFO, "pod %s: removed (%u restarts)", pod_id, p->restarts);
     munmap(p->sh, sizeof *p->sh);
     free(p->path);
@@ -361,6 +378,10 @@ int broker_pp_pod_usage(broker_t *b, const char *pod_id, struct broker_usage *ou
     *out = u;
     accumulate(out, &p->base);
     out->quota_bytes = p->quota;
+    struct sched_stats st; /* the slot outlives restarts: its counters are the totals */
+    broker_sched_slot_stats(pp->sched, p->slot, &st);
+    out->gpu_turn_ns = st.turn_ns;
+    out->gpu_wait_ns = st.wait_ns;
     pthread_mutex_unlock(&pp->lock);
     return 0;
 }
@@ -380,6 +401,7 @@ void broker_pp_destroy(broker_t *b)
     atomic_store(&pp->stop, 1);
     pthread_join(pp->supervisor, NULL);
     pthread_mutex_destroy(&pp->lock);
+    broker_sched_destroy(pp->sched);
     free(pp->backend);
     free(pp->libcuda);
     free(pp);

@@ -431,6 +431,8 @@ static const struct metric_def metric_defs[] = {
 	{ "vgpu_gpu_compute_share_percent", "The pod's share of GPU time under contention", GAUGE, SIZE_MAX },
 	{ "vgpu_gpu_kernel_launches_total", "Kernel launches", COUNTER, U(launches) },
 	{ "vgpu_gpu_busy_nanoseconds_total", "GPU time spent on the pod's work, nanoseconds", COUNTER, U(busy_ns) },
+	{ "vgpu_gpu_share_turn_nanoseconds_total", "GPU time the pod had while other pods waited (compute shares), nanoseconds", COUNTER, U(gpu_turn_ns) },
+	{ "vgpu_gpu_share_wait_nanoseconds_total", "Time the pod's GPU work waited for other pods (compute shares), nanoseconds", COUNTER, U(gpu_wait_ns) },
 	{ "vgpu_gpu_htod_bytes_total", "Bytes copied host to device", COUNTER, U(bytes_htod) },
 	{ "vgpu_gpu_dtoh_bytes_total", "Bytes copied device to host", COUNTER, U(bytes_dtoh) },
 	{ "vgpu_gpu_api_calls_total", "CUDA driver API calls served by the broker", COUNTER, U(calls) },

@@ -36,6 +36,7 @@ static int parse_pod(const char *s, struct pod_arg *p)
     if (tok == NULL)
         return -1;
     snprintf(p->path, sizeof p->path, "%s", tok);
+    p->quota = 0;
     p->share = 100;
     while ((tok = strtok_r(NULL, ",", &save)) != NULL) {
         if (strncmp(tok, "quota=", 6) == 0)
@@ -106,12 +107,13 @@ int main(int argc, char **argv)
         (void)broker_pod_remove(b, pods[i].name, NULL);
         fprintf(stderr,
                 "broker_host: pod %s: channels %llu, calls %llu, errors %llu, launches %llu, "
-                "htod %llu B, dtoh %llu B, mem peak %llu B, in use before removal (snapshot) %llu B, busy %.3f ms\n",
+                "htod %llu B, dtoh %llu B, mem peak %llu B, in use before removal (snapshot) %llu B, busy %.3f ms, "
+                "turns %.3f ms, waited %.3f ms\n",
                 pods[i].name, (unsigned long long)u.channels_total, (unsigned long long)u.calls,
                 (unsigned long long)u.errors, (unsigned long long)u.launches,
                 (unsigned long long)u.bytes_htod, (unsigned long long)u.bytes_dtoh,
                 (unsigned long long)u.mem_peak, (unsigned long long)u.mem_in_use,
-                (double)u.busy_ns / 1e6);
+                (double)u.busy_ns / 1e6, (double)u.gpu_turn_ns / 1e6, (double)u.gpu_wait_ns / 1e6);
     }
     broker_destroy(b);
     return rc;

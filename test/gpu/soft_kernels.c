@@ -5,6 +5,7 @@
 
 #include <stdint.h>
 #include <string.h>
+#include <time.h>
 
 #include "broker.h"
 
@@ -131,6 +132,25 @@ static int scale(const struct broker_soft_launch *l)
     return 0;
 }
 
+/* vgpu_spin(cycles, done): busy-waits cycles/1000 microseconds on the calling thread (the whole
+ * grid at once), then counts the launch in *done. */
+static int vgpu_spin(const struct broker_soft_launch *l)
+{
+    uint64_t cycles = u64p(l->params[0]);
+    uint32_t *done = broker_soft_ptr(l->ctx, u64p(l->params[1]), sizeof *done);
+    if (done == NULL)
+        return ILLEGAL_ADDRESS;
+    struct timespec t0, t;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    uint64_t ns = cycles, el;
+    do {
+        clock_gettime(CLOCK_MONOTONIC, &t);
+        el = (uint64_t)(t.tv_sec - t0.tv_sec) * 1000000000u + (uint64_t)t.tv_nsec - (uint64_t)t0.tv_nsec;
+    } while (el < ns);
+    (*done)++;
+    return 0;
+}
+
 int soft_kernels_register(void)
 {
     static const uint32_t p_vec[] = { 8, 8, 8, 4 };
@@ -138,6 +158,7 @@ int soft_kernels_register(void)
     static const uint32_t p_ptr[] = { 8 };
     static const uint32_t p_int[] = { 4 };
     static const uint32_t p_scale[] = { 8, 4, 4 };
+    static const uint32_t p_ptr2[] = { 8, 8 };
     int rc = 0;
     rc |= broker_soft_register("vec_add", vec_add, 4, p_vec);
     rc |= broker_soft_register("matmul_tiled", matmul_tiled, 4, p_vec);
@@ -146,5 +167,6 @@ int soft_kernels_register(void)
     rc |= broker_soft_register("fault_kernel", fault_kernel, 1, p_ptr);
     rc |= broker_soft_register("bump_counter", bump_counter, 1, p_int);
     rc |= broker_soft_register("scale", scale, 3, p_scale);
+    rc |= broker_soft_register("vgpu_spin", vgpu_spin, 2, p_ptr2);
     return rc;
 }

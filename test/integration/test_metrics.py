@@ -38,7 +38,8 @@ def test_metric_descriptors(daemon, pb):
     names = {d.name: d for d in r.descriptors}
     for n in ("vgpu_gpu_memory_used_bytes", "vgpu_gpu_memory_limit_bytes", "vgpu_gpu_memory_peak_bytes",
               "vgpu_gpu_kernel_launches_total", "vgpu_gpu_busy_nanoseconds_total", "vgpu_gpu_htod_bytes_total",
-              "vgpu_gpu_dtoh_bytes_total", "vgpu_gpu_api_calls_total", "vgpu_gpu_api_errors_total"):
+              "vgpu_gpu_dtoh_bytes_total", "vgpu_gpu_api_calls_total", "vgpu_gpu_api_errors_total",
+              "vgpu_gpu_share_turn_nanoseconds_total", "vgpu_gpu_share_wait_nanoseconds_total"):
         assert n in names, n
         assert list(names[n].label_keys) == ["namespace", "pod", "uid"]
         assert names[n].help
