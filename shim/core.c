@@ -476,3 +476,26 @@ SHIM_API CUresult cuCtxSynchronize(void)
     struct idm_empty e = { 0 };
     return shim_call(IDM_OP_CTX_SYNC, &e, sizeof e, NULL, 0, NULL, 0);
 }
+
+/* CUDA 13: the context as an argument (NULL: the current one). Every context of a process is
+ * the pod's one broker context, so the work is the same once the handle is checked. */
+SHIM_API CUresult cuCtxSynchronize_v2(CUcontext ctx)
+{
+    NEED_INIT();
+    if (ctx != NULL && !valid_ctx(ctx))
+        return CUDA_ERROR_INVALID_CONTEXT;
+    return cuCtxSynchronize();
+}
+
+SHIM_API CUresult cuCtxGetDevice_v2(CUdevice *device, CUcontext ctx)
+{
+    NEED_INIT();
+    if (ctx == NULL)
+        return cuCtxGetDevice(device);
+    if (device == NULL)
+        return CUDA_ERROR_INVALID_VALUE;
+    if (!valid_ctx(ctx))
+        return CUDA_ERROR_INVALID_CONTEXT;
+    *device = 0;
+    return CUDA_SUCCESS;
+}

@@ -4,6 +4,7 @@
  * CUDA_ERROR_NOT_SUPPORTED and log their name once. */
 #include "shim.h"
 
+#include <stdbool.h>
 #include <string.h>
 
 /* Stubs. Their arguments are ignored; the System V calling convention makes that safe. */
@@ -47,6 +48,23 @@ CUresult cuFuncGetName(const char **, CUfunction);
 CUresult cuFuncSetCacheConfig(CUfunction, CUfunc_cache);
 CUresult cuEventRecordWithFlags(CUevent, CUstream, unsigned int);
 CUresult cuGetProcAddress(const char *, void **, int, cuuint64_t);
+CUresult cuCtxGetDevice_v2(CUdevice *, CUcontext);
+CUresult cuCtxSynchronize_v2(CUcontext);
+CUresult cuDeviceGetUuid_v2(CUuuid *, CUdevice);
+CUresult cuEventElapsedTime_v2(float *, CUevent, CUevent);
+CUresult cuDevicePrimaryCtxRelease(CUdevice);
+CUresult cuDevicePrimaryCtxReset(CUdevice);
+
+/* Names whose answer depends on the version asked: ABI variants and late additions, as the
+ * real driver answers them (generated from its answers; see the header). */
+struct proc_version {
+    const char *name;
+    int since;
+    const char *symbol; /* NULL: not found from `since` on */
+};
+static const struct proc_version proc_versions[] = {
+#include "procaddr_versions.h"
+};
 
 struct proc {
     const char *name;
@@ -54,10 +72,14 @@ struct proc {
 };
 
 #define P(n) { #n, (void *)n }
-#define PV(n, f) { #n, (void *)f }
+/* By exported symbol: the versioned name the driver would answer (procaddr_versions.h). */
+#define PV(n, f) { #f, (void *)f }
 static const struct proc procs[] = {
     P(cuInit), P(cuDriverGetVersion), P(cuGetErrorString), P(cuGetErrorName),
-    PV(cuGetProcAddress, cuGetProcAddress_v2),
+    P(cuGetProcAddress), P(cuGetProcAddress_v2), P(cuCtxCreate_v2), P(cuCtxCreate_v3),
+    P(cuCtxCreate_v4), P(cuCtxGetDevice_v2), P(cuCtxSynchronize_v2),
+    P(cuDeviceGetUuid_v2), P(cuEventElapsedTime_v2), P(cuDevicePrimaryCtxRelease),
+    P(cuDevicePrimaryCtxReset),
     P(cuDeviceGet), P(cuDeviceGetCount), P(cuDeviceGetName), P(cuDeviceGetUuid),
     PV(cuDeviceTotalMem, cuDeviceTotalMem_v2), P(cuDeviceGetAttribute),
     P(cuDeviceComputeCapability),
@@ -91,30 +113,42 @@ static const struct proc procs[] = {
 #undef X
 };
 
+/* The exported symbol that answers `name` at `version`: the newest variant not newer than the
+ * version for a versioned name (NULL if the name did not exist yet), else the name itself. */
+static const char *versioned_symbol(const char *name, int version)
+{
+    const char *sym = name;
+    bool versioned = false;
+    int best = -1;
+    for (size_t i = 0; i < sizeof proc_versions / sizeof proc_versions[0]; i++) {
+        if (strcmp(proc_versions[i].name, name) != 0)
+            continue;
+        versioned = true;
+        if (proc_versions[i].since <= version && proc_versions[i].since > best) {
+            best = proc_versions[i].since;
+            sym = proc_versions[i].symbol;
+        }
+    }
+    return versioned && best < 0 ? NULL : sym;
+}
+
 SHIM_API CUresult cuGetProcAddress_v2(const char *symbol, void **pfn, int cudaVersion,
                                       cuuint64_t flags, CUdriverProcAddressQueryResult *status)
 {
+    (void)flags;
     if (symbol == NULL || pfn == NULL)
         return CUDA_ERROR_INVALID_VALUE;
     *pfn = NULL;
-    if (strcmp(symbol, "cuCtxCreate") == 0) {
-        /* cuda.h 13 maps cuCtxCreate to the _v4 signature, 12 to _v2 */
-        *pfn = cudaVersion >= 13000 ? (void *)cuCtxCreate_v4 : (void *)cuCtxCreate_v2;
-    } else {
-        for (size_t i = 0; i < sizeof procs / sizeof procs[0]; i++) {
-            size_t n = strlen(procs[i].name);
-            /* stubs are listed by ABI name: match "cuFoo" against "cuFoo_v2" too */
-            if (strncmp(procs[i].name, symbol, strlen(symbol)) == 0 &&
-                (procs[i].name[strlen(symbol)] == 0 ||
-                 strcmp(procs[i].name + strlen(symbol), "_v2") == 0) &&
-                n >= strlen(symbol)) {
-                *pfn = procs[i].fn;
-                break;
-            }
+    const char *sym = versioned_symbol(symbol, cudaVersion);
+    for (size_t i = 0; sym != NULL && i < sizeof procs / sizeof procs[0]; i++)
+        if (strcmp(procs[i].name, sym) == 0) {
+            *pfn = procs[i].fn;
+            break;
         }
-    }
     if (status != NULL)
-        *status = *pfn ? CU_GET_PROC_ADDRESS_SUCCESS : CU_GET_PROC_ADDRESS_SYMBOL_NOT_FOUND;
+        *status = *pfn ? CU_GET_PROC_ADDRESS_SUCCESS
+                  : sym == NULL ? CU_GET_PROC_ADDRESS_VERSION_NOT_SUFFICIENT
+                                : CU_GET_PROC_ADDRESS_SYMBOL_NOT_FOUND;
     return *pfn ? CUDA_SUCCESS : CUDA_ERROR_NOT_FOUND;
 }
 
