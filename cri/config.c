@@ -8,6 +8,7 @@
 #include <limits.h>
 #include <stdarg.h>
 #include <stddef.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 #include <yaml.h>
@@ -85,10 +86,16 @@ static const struct field handler_fields[] = {
 	{ "guest_initrd", F_STR, H(guest_initrd), 0, 0, NULL, NULL, "xen: guest initramfs with vgpu-agent" },
 	{ "guest_memory_mb", F_INT, H(guest_memory_mb), 32, 1 << 20, NULL, NULL, "xen: domU memory" },
 	{ "guest_vcpus", F_INT, H(guest_vcpus), 1, 128, NULL, NULL, "xen: domU vCPUs" },
+	{ "guest_cmdline", F_STR, H(guest_cmdline), 0, 0, NULL, NULL,
+	  "xen: guest kernel command line (the initramfs must start vgpu-agent as PID 1)" },
+	{ "agent_timeout_s", F_INT, H(agent_timeout_s), 1, 3600, NULL, NULL,
+	  "xen: seconds RunPodSandbox waits for the guest agent's HELLO after creating the domU" },
 	{ "gpu_memory_default", F_STR, H(gpu_memory_default), 0, 0, NULL, NULL,
 	  "GPU memory quota for GPU pods without vgpu.io/gpu-memory (e.g. 4Gi); empty = whole card" },
 	{ "gpu_compute_default", F_INT, H(gpu_compute_default), 1, 100, NULL, NULL,
 	  "compute share in percent for GPU pods without vgpu.io/gpu-compute" },
+	{ "pids_limit", F_INT, H(pids_limit), 0, 4194304, NULL, NULL,
+	  "most processes and threads a container may have (its pids cgroup); 0 = no limit" },
 	{ 0 },
 };
 
@@ -137,8 +144,11 @@ static void handler_defaults(struct vgpu_handler_config *h, const char *name, co
 	set_str(&h->guest_initrd, "/usr/lib/vgpu-cri/guest/initrd.img");
 	h->guest_memory_mb = 256;
 	h->guest_vcpus = 1;
+	set_str(&h->guest_cmdline, "console=hvc0 quiet");
+	h->agent_timeout_s = 60;
 	set_str(&h->gpu_memory_default, "");
 	h->gpu_compute_default = 100;
+	h->pids_limit = 4096;
 }
 
 static void handler_free(struct vgpu_handler_config *h)
@@ -149,6 +159,7 @@ static void handler_free(struct vgpu_handler_config *h)
 	free(h->runtime_root);
 	free(h->guest_kernel);
 	free(h->guest_initrd);
+	free(h->guest_cmdline);
 	free(h->gpu_memory_default);
 	memset(h, 0, sizeof(*h));
 }
@@ -465,6 +476,22 @@ int vgpu_config_load(struct vgpu_config *cfg, const char *path, bool missing_ok,
 
 /* ---- printing ---- */
 
+/* Length of the UTF-8 sequence at p (its code point in *cp), or 0 if it is malformed. */
+static size_t utf8_decode(const unsigned char *p, uint32_t *cp)
+{
+	size_t n = p[0] < 0x80 ? 1 : (p[0] & 0xe0) == 0xc0 ? 2 : (p[0] & 0xf0) == 0xe0 ? 3
+		 : (p[0] & 0xf8) == 0xf0 ? 4 : 0;
+	if (n == 0)
+		return 0;
+	*cp = n == 1 ? p[0] : p[0] & (0x7f >> n);
+	for (size_t i = 1; i < n; i++) {
+		if ((p[i] & 0xc0) != 0x80)
+			return 0;
+		*cp = (*cp << 6) | (p[i] & 0x3f);
+	}
+	return n;
+}
+
 static void print_scalar(FILE *out, const char *s)
 {
 	/* Quote everything that is not a plain word, so the output parses back to the same value. */
@@ -478,10 +505,23 @@ static void print_scalar(FILE *out, const char *s)
 		return;
 	}
 	fputc('"', out);
-	for (const char *p = s; *p; p++) {
-		if (*p == '"' || *p == '\\')
-			fputc('\\', out);
-		fputc(*p, out);
+	for (const unsigned char *p = (const unsigned char *)s; *p;) {
+		uint32_t cp;
+		size_t n = utf8_decode(p, &cp);
+		/* Escaped: what YAML refuses raw (C0 and C1 controls, BOM, U+FFFE/F) and line breaks
+		 * (LF, CR, NEL, U+2028/9), which it folds inside quotes. */
+		if (n == 0) { /* not UTF-8 (values from libyaml always are) */
+			fprintf(out, "\\x%02x", *p);
+			n = 1;
+		} else if (cp < 0x20 || (cp >= 0x7f && cp <= 0x9f))
+			fprintf(out, "\\x%02x", (unsigned)cp);
+		else if (cp == 0x2028 || cp == 0x2029 || cp == 0xfeff || cp == 0xfffe || cp == 0xffff)
+			fprintf(out, "\\u%04x", (unsigned)cp);
+		else if (cp == '"' || cp == '\\')
+			fprintf(out, "\\%c", (int)cp);
+		else
+			fwrite(p, 1, n, out);
+		p += n;
 	}
 	fputc('"', out);
 }

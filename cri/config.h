@@ -24,9 +24,12 @@ struct vgpu_handler_config {
 	char *guest_initrd;
 	long long guest_memory_mb;
 	long long guest_vcpus;
+	char *guest_cmdline;
+	long long agent_timeout_s;   /* RunPodSandbox: wait for the agent's HELLO */
 	/* GPU defaults for pods of this handler (annotations override) */
 	char *gpu_memory_default;  /* e.g. "4Gi"; empty = no quota beyond the card */
 	long long gpu_compute_default; /* percent 1..100 */
+	long long pids_limit;        /* pids cgroup limit of each container; 0 = none */
 };
 
 struct vgpu_config {

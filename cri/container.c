@@ -35,9 +35,6 @@ static int validate(const Runtime__V1__CreateContainerRequest *req, struct vgpu_
 	if (c->log_path && (strlen(c->log_path) > 4096 || c->log_path[0] == '/' || strstr(c->log_path, "..")))
 		return vgpu_err_set(err, -EINVAL, "container %s: log_path '%.100s' must be relative to the pod's log directory",
 				    c->metadata->name, c->log_path);
-	if (c->tty || c->stdin)
-		vgpu_log(VGPU_LOG_WARN, "container %s: tty/stdin requested; not supported yet, running without",
-			 c->metadata->name);
 	return 0;
 }
 
@@ -148,6 +145,8 @@ static int write_spec(struct vgpu_pod_manager *m, struct vgpu_sandbox *s, struct
 	in.hostname_path = s->host_net ? NULL : hn_path;
 	in.shm_path = s->shm_path;
 	in.termination_log_path = term;
+	const struct vgpu_handler_config *h = vgpu_config_handler(m->d->cfg, s->handler);
+	in.pids_limit = h ? h->pids_limit : 0;
 	struct vgpu_gpu_injection inj = { 0 };
 	_cleanup_strv_ char **image_libcuda = NULL;
 	_cleanup_free_ struct vgpu_oci_bind *binds = NULL;
@@ -169,7 +168,8 @@ static int write_spec(struct vgpu_pod_manager *m, struct vgpu_sandbox *s, struct
 }
 
 /* Start vgpu-monitor, which runs runc create; fills c->pid and c->monitor_pid. */
-static int start_monitor(struct vgpu_pod_manager *m, struct vgpu_container *c, struct vgpu_err *err)
+static int start_monitor(struct vgpu_pod_manager *m, struct vgpu_container *c, const char *logdir,
+			 struct vgpu_err *err)
 {
 	int sync[2];
 	if (pipe2(sync, O_CLOEXEC) < 0)
@@ -178,9 +178,29 @@ static int start_monitor(struct vgpu_pod_manager *m, struct vgpu_container *c, s
 	_cleanup_free_ char *pid_file = vgpu_asprintf("%s/container.pid", c->dir);
 	_cleanup_free_ char *rt_log = vgpu_asprintf("%s/runc.log", c->dir);
 	const char *log = c->log_path && *c->log_path ? c->log_path : "/dev/null";
-	char *argv[] = { m->monitor_path, "--id", c->id, "--runtime", (char *)m->runc.path, "--root", (char *)m->runc.root,
-			 "--bundle", c->dir, "--log", (char *)log, "--exit-file", exit_file, "--pid-file", pid_file,
-			 "--runtime-log", rt_log, NULL };
+	char *argv[32] = { m->monitor_path, "--id", c->id, "--runtime", (char *)m->runc.path, "--root", (char *)m->runc.root,
+			   "--bundle", c->dir, "--log", (char *)log, "--exit-file", exit_file, "--pid-file", pid_file,
+			   "--runtime-log", rt_log, NULL };
+	size_t n = 17;
+	if (*c->log_path && logdir && *logdir) { /* the monitor opens the log beneath it */
+		argv[n++] = "--log-dir";
+		argv[n++] = (char *)logdir;
+	}
+	/* stdio the monitor holds (a container without them gets the same command line as ever) */
+	const Runtime__V1__ContainerConfig *cfg = c->config;
+	if (cfg->tty) {
+		argv[n++] = "--tty";
+		argv[n++] = "1";
+	}
+	if (cfg->stdin) {
+		argv[n++] = "--stdin";
+		argv[n++] = "1";
+	}
+	if (cfg->stdin && cfg->stdin_once) {
+		argv[n++] = "--stdin-once";
+		argv[n++] = "1";
+	}
+	argv[n] = NULL;
 	pid_t first = vgpu_proc_spawn(argv, sync[1], err);
 	close(sync[1]);
 	if (first < 0) {
@@ -240,6 +260,21 @@ void vgpu_container_cleanup(struct vgpu_pod_manager *m, const char *id, const ch
 		vgpu_log(VGPU_LOG_WARN, "container %s: remove %s: %s", id, dir, strerror(-r));
 }
 
+void vgpu_container_cleanup_interrupted(struct vgpu_pod_manager *m, const char *id, const char *dir)
+{
+	size_t killed = vgpu_pods_kill_helpers(m->monitor_path, "--id", id);
+	if (killed)
+		vgpu_log(VGPU_LOG_INFO, "container %s: killed the monitor of the unfinished creation", id);
+	/* `runc create --bundle <dir>` the monitor started (through a wrapper, if runtime_path is one)
+	 * goes on without it; killed half-way it could leave runc state that delete does not handle,
+	 * so let it finish first. */
+	if (!vgpu_pods_wait_helpers(NULL, "--bundle", dir, 10000)) {
+		vgpu_log(VGPU_LOG_WARN, "container %s: runc create still running after 10 s: killing it", id);
+		vgpu_pods_kill_helpers(NULL, "--bundle", dir);
+	}
+	vgpu_container_cleanup(m, id, dir);
+}
+
 /* Reserve the name in the sandbox and link c (CREATING). */
 static int reserve(struct vgpu_pod_manager *m, struct vgpu_container *c, struct vgpu_err *err)
 {
@@ -286,7 +321,7 @@ static int create_in_sandbox(struct vgpu_daemon *d, struct vgpu_sandbox *s, stru
 		if ((r = vgpu_mkdir_p(dir, 0755, err)) < 0)
 			goto out;
 	}
-	r = start_monitor(m, c, err);
+	r = start_monitor(m, c, s->config->log_directory, err);
 	vgpu_log(VGPU_LOG_DEBUG, "container %s: rootfs %.1f ms, spec %.1f ms, monitor + runc create %.1f ms", c->id,
 		 (double)(t1 - t0) / 1e6, (double)(t2 - t1) / 1e6, (double)(vgpu_now_ns() - t2) / 1e6);
 out:
@@ -315,6 +350,10 @@ int vgpu_rpc_create_container(struct vgpu_daemon *d, const ProtobufCMessage *req
 		r = vgpu_err_set(err, -EBUSY, "sandbox %s is not ready", s->id);
 		goto out;
 	}
+	if (s->xen_domain) { /* containers inside the guest: not yet (docs/xen-testing.md) */
+		r = vgpu_err_set(err, -EOPNOTSUPP, "sandbox %s: containers in xen pods are not implemented yet", s->id);
+		goto out;
+	}
 	c = vgpu_container_alloc();
 	vgpu_new_id(c->id);
 	snprintf(c->sandbox_id, sizeof(c->sandbox_id), "%s", s->id);
@@ -341,7 +380,7 @@ int vgpu_rpc_create_container(struct vgpu_daemon *d, const ProtobufCMessage *req
 	}
 	if (r < 0) {
 		vgpu_log(VGPU_LOG_WARN, "container %s: create failed: %s", c->id, err ? err->msg : "");
-		vgpu_container_cleanup(m, c->id, c->dir);
+		vgpu_container_cleanup_interrupted(m, c->id, c->dir);
 		vgpu_container_unlink(m, c);
 	} else {
 		vgpu_log(VGPU_LOG_INFO, "container %s: created %s in sandbox %s, pid %d", c->id, c->config->metadata->name,

@@ -36,5 +36,9 @@ int vgpu_container_stop(struct vgpu_pod_manager *m, struct vgpu_container *c, lo
 int vgpu_container_remove(struct vgpu_pod_manager *m, struct vgpu_container *c, struct vgpu_err *err);
 /* Remove what a container left on disk and in runc (runc state, rootfs mount, dirs, exit file). */
 void vgpu_container_cleanup(struct vgpu_pod_manager *m, const char *id, const char *dir);
+/* The same for a creation that did not finish (a failed CreateContainer, or one a daemon crash
+ * interrupted): first kills the container's monitor and lets a `runc create` still running finish,
+ * which would otherwise keep a container, or write files into its directory, after the cleanup. */
+void vgpu_container_cleanup_interrupted(struct vgpu_pod_manager *m, const char *id, const char *dir);
 
 #endif

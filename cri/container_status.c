@@ -11,7 +11,16 @@
 
 static Runtime__V1__ImageSpec *image_spec(const struct vgpu_container *c)
 {
-	Runtime__V1__ImageSpec *spec = vgpu_pb_clone(c->config->image);
+	Runtime__V1__ImageSpec *spec;
+	if (c->config->image) {
+		spec = vgpu_pb_clone(c->config->image);
+	} else { /* a damaged config.pb on disk: report the image by id only */
+		spec = vgpu_calloc(1, sizeof(*spec));
+		runtime__v1__image_spec__init(spec);
+		spec->image = vgpu_strdup("");
+		spec->user_specified_image = vgpu_strdup("");
+		spec->runtime_handler = vgpu_strdup("");
+	}
 	if (spec->image_ref != protobuf_c_empty_string) /* unpacked defaults point at a shared "" */
 		free(spec->image_ref);
 	spec->image_ref = vgpu_strdup(c->image_id);

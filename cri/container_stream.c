@@ -12,14 +12,18 @@
  * PortForward connects to 127.0.0.1:PORT from a short-lived thread that has joined the pod's
  * network namespace (setns is per thread; the socket keeps its namespace after the thread ends).
  *
- * Attach is not provided: the monitor (monitor/monitor.c) writes the container's output to the
- * CRI log and holds no stdin, and has no way to hand its stdio to a client yet. */
+ * Attach connects to the container monitor's attach socket (<bundle>/attach, protocol in
+ * monitor/attach_proto.h) and hands it pipes: the monitor writes the container's output into them
+ * and reads stdin from them, so the session sees plain pipes as with exec. The connection itself
+ * is the session's exit_fd: the monitor closes it when the container has exited. Resizes go to the
+ * monitor, which sets the size on the container's pty. */
 #include "container_stream.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <netinet/in.h>
+#include <poll.h>
 #include <pthread.h>
 #include <sched.h>
 #include <signal.h>
@@ -30,6 +34,7 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
+#include <sys/un.h>
 #include <sys/wait.h>
 #include <termios.h>
 #include <unistd.h>
@@ -37,18 +42,35 @@
 #include "cni_pod.h"
 #include "daemon.h"
 #include "log.h"
+#include "monitor/attach_proto.h"
 #include "runc.h"
 #include "sandbox_store.h"
 #include "util.h"
 
 #define EXEC_MAX_ARGS 240
 #define PIDFILE_WAIT_MS 2000
+#define ATTACH_REPLY_MS 5000
 
-/* One running exec (proc->handle); owned by the session until finish. */
+/* proc->handle is one of these, owned by the session until finish. */
+enum proc_kind { PROC_EXEC, PROC_ATTACH };
+
+/* A running exec. */
 struct exec_proc {
+	enum proc_kind kind;
 	pid_t runc_pid;
 	char pidfile[4096]; /* where runc writes the exec'd process's host pid */
 };
+
+/* An attach: ctl is the monitor connection, also proc->exit_fd (closed by the session, not here). */
+struct attach_proc {
+	enum proc_kind kind;
+	int ctl;
+};
+
+static enum proc_kind handle_kind(const void *handle)
+{
+	return *(const enum proc_kind *)handle; /* the first member of both */
+}
 
 static int container_running(struct vgpu_pod_manager *m, const char *id, struct vgpu_err *err)
 {
@@ -190,6 +212,7 @@ static int stream_exec_start(void *ctx, const struct vgpu_stream_exec_req *req, 
 	if (r < 0)
 		return r;
 	struct exec_proc *ep = vgpu_calloc(1, sizeof(*ep));
+	ep->kind = PROC_EXEC;
 	static _Atomic unsigned long long seq;
 	snprintf(ep->pidfile, sizeof(ep->pidfile), "%s/stream-exec-%d-%llu.pid", m->tmp_dir, (int)getpid(), ++seq);
 	char **argv = vgpu_calloc(n_cmd + 10, sizeof(char *));
@@ -257,6 +280,11 @@ static int stream_resize(void *ctx, struct vgpu_stream_proc *proc, uint16_t widt
 {
 	(void)ctx;
 	struct exec_proc *ep = proc->handle;
+	if (ep && handle_kind(ep) == PROC_ATTACH) {
+		struct vgpu_attach_msg msg = { .type = VGPU_ATTACH_RESIZE, .a = width, .b = height };
+		int r = vgpu_attach_send(((struct attach_proc *)proc->handle)->ctl, &msg, NULL, 0);
+		return r < 0 ? vgpu_err_errno(err, -r, "attach: resize: send to the monitor") : 0;
+	}
 	struct winsize ws = { .ws_row = height, .ws_col = width };
 	if (!ep || proc->stdout_fd < 0 || ioctl(proc->stdout_fd, TIOCSWINSZ, &ws) < 0)
 		return vgpu_err_errno(err, ep ? errno : EINVAL, "exec: resize (TIOCSWINSZ)");
@@ -291,7 +319,9 @@ static int stream_finish(void *ctx, struct vgpu_stream_proc *proc, bool kill_it,
 	(void)ctx;
 	struct exec_proc *ep = proc->handle;
 	proc->handle = NULL;
-	if (!ep) {
+	if (!ep || handle_kind(ep) == PROC_ATTACH) {
+		/* detach: the session closes our end of the monitor connection and the pipes */
+		free(ep);
 		*exit_code = 0;
 		return 0;
 	}
@@ -314,6 +344,155 @@ static int stream_finish(void *ctx, struct vgpu_stream_proc *proc, bool kill_it,
 	if (w < 0)
 		return vgpu_err_errno(err, e, "exec: waitpid runc %d", (int)runc_pid);
 	*exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+	return 0;
+}
+
+/* How a running container was created, for attach. *dir is malloc'd (the bundle directory). */
+static int attach_info(struct vgpu_pod_manager *m, const char *id, bool *tty, bool *has_stdin, char **dir,
+		       struct vgpu_err *err)
+{
+	struct vgpu_container *c;
+	int r = vgpu_container_get(m, id, &c, err);
+	if (r < 0)
+		return r;
+	pthread_mutex_lock(&m->lock);
+	vgpu_container_check_exit_locked(m, c);
+	bool running = c->state == RUNTIME__V1__CONTAINER_STATE__CONTAINER_RUNNING;
+	pthread_mutex_unlock(&m->lock);
+	/* config and dir are immutable after creation */
+	*tty = c->config->tty;
+	*has_stdin = c->config->stdin;
+	if (dir)
+		*dir = vgpu_strdup(c->dir);
+	if (!running)
+		r = vgpu_err_set(err, -EBUSY, "container %s is not running", c->id);
+	vgpu_container_put(m, c);
+	if (r < 0 && dir) {
+		free(*dir);
+		*dir = NULL;
+	}
+	return r;
+}
+
+static int attach_validate(const struct vgpu_stream_exec_req *req, bool tty, bool has_stdin, struct vgpu_err *err)
+{
+	if (req->want_stdin && !has_stdin)
+		return vgpu_err_set(err, -EINVAL, "attach %.80s: stdin requested, but the container was created without stdin",
+				    req->container_id);
+	if (req->tty != tty)
+		return vgpu_err_set(err, -EINVAL, "attach %.80s: tty=%s requested, but the container was created with tty=%s",
+				    req->container_id, req->tty ? "true" : "false", tty ? "true" : "false");
+	return 0;
+}
+
+static int stream_attach_check(void *ctx, const struct vgpu_stream_exec_req *req, struct vgpu_err *err)
+{
+	bool tty, has_stdin;
+	int r = attach_info(vgpu_pods(ctx), req->container_id, &tty, &has_stdin, NULL, err);
+	return r < 0 ? r : attach_validate(req, tty, has_stdin, err);
+}
+
+/* Connect to the monitor's attach socket in dir (through /proc/self/fd: dir may be longer than
+ * sun_path allows). */
+static int attach_connect(const char *id, const char *dir, struct vgpu_err *err)
+{
+	_cleanup_close_ int dirfd = open(dir, O_PATH | O_DIRECTORY | O_CLOEXEC);
+	if (dirfd < 0)
+		return vgpu_err_errno(err, errno, "container %s: attach: open %s", id, dir);
+	struct sockaddr_un a = { .sun_family = AF_UNIX };
+	snprintf(a.sun_path, sizeof(a.sun_path), "/proc/self/fd/%d/%s", dirfd, VGPU_ATTACH_SOCKET);
+	int fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		return vgpu_err_errno(err, errno, "container %s: attach: socket", id);
+	int r;
+	do
+		r = connect(fd, (struct sockaddr *)&a, sizeof(a));
+	while (r < 0 && errno == EINTR);
+	if (r < 0) {
+		int e = errno;
+		close(fd);
+		if (e == ENOENT || e == ECONNREFUSED)
+			return vgpu_err_set(err, -EBUSY, "container %s: attach: its monitor serves no attach socket "
+					    "(the container is exiting, or was started by an older vgpu-cri)", id);
+		return vgpu_err_errno(err, e, "container %s: attach: connect to the monitor", id);
+	}
+	return fd;
+}
+
+/* Send HELLO with the monitor's ends of our pipes and read its REPLY. */
+static int attach_handshake(const char *id, int ctl, uint32_t streams, const int *fds, size_t nfds,
+			    struct vgpu_err *err)
+{
+	struct vgpu_attach_msg msg = { .type = VGPU_ATTACH_HELLO, .a = streams };
+	int r = vgpu_attach_send(ctl, &msg, fds, nfds);
+	if (r < 0)
+		return vgpu_err_errno(err, -r, "container %s: attach: send to the monitor", id);
+	struct pollfd p = { .fd = ctl, .events = POLLIN };
+	do
+		r = poll(&p, 1, ATTACH_REPLY_MS);
+	while (r < 0 && errno == EINTR);
+	if (r == 0)
+		return vgpu_err_set(err, -ETIMEDOUT, "container %s: attach: no answer from the monitor", id);
+	size_t n = 0;
+	r = vgpu_attach_recv(ctl, &msg, NULL, 0, &n);
+	if (r == -EPIPE)
+		return vgpu_err_set(err, -EBUSY, "container %s: attach: the monitor closed the connection "
+				    "(the container exited)", id);
+	if (r < 0 || msg.type != VGPU_ATTACH_REPLY)
+		return vgpu_err_errno(err, r < 0 ? -r : EPROTO, "container %s: attach: bad answer from the monitor", id);
+	if (msg.a)
+		return vgpu_err_set(err, -(int)(msg.a < 4096 ? msg.a : EPROTO), "container %s: attach: %s", id, msg.text);
+	return 0;
+}
+
+static int stream_attach_start(void *ctx, const struct vgpu_stream_exec_req *req, struct vgpu_stream_proc *proc,
+			       struct vgpu_err *err)
+{
+	struct vgpu_pod_manager *m = vgpu_pods(ctx);
+	bool tty, has_stdin;
+	_cleanup_free_ char *dir = NULL;
+	int r = attach_info(m, req->container_id, &tty, &has_stdin, &dir, err);
+	if (r < 0 || (r = attach_validate(req, tty, has_stdin, err)) < 0)
+		return r;
+	int ctl = attach_connect(req->container_id, dir, err);
+	if (ctl < 0)
+		return ctl;
+	/* ours[i] stays here (stdin writer, stdout/stderr readers), theirs[i] goes to the monitor */
+	int ours[3] = { -1, -1, -1 }, theirs[3] = { -1, -1, -1 };
+	bool want[3] = { req->want_stdin, req->want_stdout, req->want_stderr && !tty };
+	uint32_t bits[3] = { VGPU_ATTACH_STDIN, VGPU_ATTACH_STDOUT, VGPU_ATTACH_STDERR };
+	uint32_t streams = 0;
+	size_t n = 0;
+	for (int i = 0; i < 3 && r == 0; i++) {
+		int p[2];
+		if (!want[i])
+			continue;
+		if (pipe2(p, O_CLOEXEC) < 0) {
+			r = vgpu_err_errno(err, errno, "container %s: attach: pipe", req->container_id);
+			break;
+		}
+		ours[i] = i == 0 ? p[1] : p[0];
+		theirs[n++] = i == 0 ? p[0] : p[1];
+		streams |= bits[i];
+	}
+	if (r == 0)
+		r = attach_handshake(req->container_id, ctl, streams, theirs, n, err);
+	close_fds(theirs, 3); /* the monitor has its copies */
+	if (r < 0) {
+		close_fds(ours, 3);
+		close(ctl);
+		return r;
+	}
+	struct attach_proc *ap = vgpu_calloc(1, sizeof(*ap));
+	ap->kind = PROC_ATTACH;
+	ap->ctl = ctl;
+	proc->stdin_fd = ours[0];
+	proc->stdout_fd = ours[1];
+	proc->stderr_fd = ours[2];
+	proc->exit_fd = ctl;
+	proc->handle = ap;
+	vgpu_log(VGPU_LOG_DEBUG, "container %s: attached (stdin=%d stdout=%d stderr=%d tty=%d)", req->container_id,
+		 req->want_stdin, req->want_stdout, req->want_stderr && !tty, tty);
 	return 0;
 }
 
@@ -383,7 +562,8 @@ void vgpu_pods_stream_backend(struct vgpu_daemon *d, struct vgpu_stream_backend 
 		.ctx = d,
 		.check = stream_check,
 		.exec_start = stream_exec_start,
-		.attach_start = NULL, /* UNIMPLEMENTED: see the file comment */
+		.attach_check = stream_attach_check,
+		.attach_start = stream_attach_start,
 		.resize = stream_resize,
 		.finish = stream_finish,
 		.port_forward = stream_port_forward,

@@ -1,7 +1,6 @@
 /* The streaming server's backend for pods of the runc handler (container_stream.c): Exec through
- * `runc exec`, PortForward through a socket made in the pod's network namespace. Attach is not
- * provided yet (the container monitor does not hand out the container's stdio), so Attach answers
- * UNIMPLEMENTED. */
+ * `runc exec`, Attach through the container monitor's attach socket, PortForward through a socket
+ * made in the pod's network namespace. */
 #ifndef VGPU_CONTAINER_STREAM_H
 #define VGPU_CONTAINER_STREAM_H
 

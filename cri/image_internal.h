@@ -219,6 +219,12 @@ int vgpu_image_copy_rootfs(struct vgpu_image_store *s, const char *image_id, con
 
 /* ---- pull (image_pull.c) ---- */
 
+/* The manifest checks of a pull on one body (NUL-terminated) served with content_type, without a
+ * registry (for test/fuzz): 0 for a valid image manifest (*n_layers set), 1 for an image index when
+ * index_ok (next gets the digest of the node platform's manifest), else -EINVAL/-EFBIG/-ENOENT. */
+int vgpu_image_manifest_check(const char *body, const char *content_type, bool index_ok, char next[72],
+			      size_t *n_layers, struct vgpu_err *err);
+
 /* Pull reference into the store; *image_id gets "sha256:<hex>". annotations (key, value, ...,
  * NULL; may be NULL) are the request's ImageSpec annotations, kept in the record. */
 int vgpu_image_pull(struct vgpu_image_store *s, const char *reference, const struct vgpu_registry_auth *auth,

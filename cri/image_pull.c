@@ -257,6 +257,45 @@ static int parse_manifest(struct manifest *m, struct vgpu_err *err)
 	return 0;
 }
 
+/* m->body as fetched with Content-Type ct: 0 for an image manifest (parsed into m), 1 for an index
+ * (index_ok) with *next set to the node's platform's manifest digest (pointing into m->json). */
+static int parse_body(struct manifest *m, const char *ct, bool index_ok, const char **next, struct vgpu_err *err)
+{
+	json_object_put(m->json);
+	m->json = json_tokener_parse(m->body);
+	if (!m->json || !json_object_is_type(m->json, json_type_object))
+		return vgpu_err_set(err, -EINVAL, "manifest %s: not a JSON object", m->digest);
+	const char *mt = manifest_type(m->json, ct);
+	if (!strcmp(mt, MT_OCI_MANIFEST) || !strcmp(mt, MT_DOCKER_MANIFEST))
+		return parse_manifest(m, err);
+	if (!index_ok || (strcmp(mt, MT_OCI_INDEX) && strcmp(mt, MT_DOCKER_LIST)))
+		return vgpu_err_set(err, -EINVAL, "manifest %s: unsupported media type '%s'", m->digest, mt);
+	int r = pick_platform(m->json, next, err);
+	if (r < 0) {
+		vgpu_err_prefix(err, "index %s", m->digest);
+		return r;
+	}
+	return 1;
+}
+
+int vgpu_image_manifest_check(const char *body, const char *content_type, bool index_ok, char next[72],
+			      size_t *n_layers, struct vgpu_err *err)
+{
+	struct manifest *m = vgpu_calloc(1, sizeof(*m));
+	m->body = vgpu_strdup(body);
+	vgpu_sha256_buf(body, strlen(body), m->digest);
+	const char *ref = NULL;
+	int r = parse_body(m, content_type, index_ok, &ref, err);
+	if (r == 1)
+		snprintf(next, 72, "%s", ref);
+	if (r == 0 && n_layers)
+		*n_layers = m->n_layers;
+	json_object_put(m->json);
+	free(m->body);
+	free(m);
+	return r;
+}
+
 /* Fetch the manifest reference names; resolve an index to the node's platform. On success
  * m->json is the image manifest and repo_digest the digest the reference resolved to. */
 static int resolve(struct vgpu_registry *reg, const struct vgpu_image_ref *ref, struct manifest *m,
@@ -272,20 +311,9 @@ static int resolve(struct vgpu_registry *reg, const struct vgpu_image_ref *ref, 
 			return r;
 		if (depth == 0)
 			memcpy(repo_digest, m->digest, 72);
-		json_object_put(m->json);
-		m->json = json_tokener_parse(m->body);
-		if (!m->json || !json_object_is_type(m->json, json_type_object))
-			return vgpu_err_set(err, -EINVAL, "manifest %s: not a JSON object", m->digest);
-		const char *mt = manifest_type(m->json, ct);
-		if (!strcmp(mt, MT_OCI_MANIFEST) || !strcmp(mt, MT_DOCKER_MANIFEST))
-			return parse_manifest(m, err);
-		if (depth > 0 || (strcmp(mt, MT_OCI_INDEX) && strcmp(mt, MT_DOCKER_LIST)))
-			return vgpu_err_set(err, -EINVAL, "manifest %s: unsupported media type '%s'", m->digest, mt);
-		r = pick_platform(m->json, &reference, err);
-		if (r < 0) {
-			vgpu_err_prefix(err, "index %s", m->digest);
+		r = parse_body(m, ct, depth == 0, &reference, err);
+		if (r <= 0)
 			return r;
-		}
 		/* reference points into m->json, which the next round replaces: keep a copy */
 		static __thread char ref_copy[72];
 		snprintf(ref_copy, sizeof(ref_copy), "%s", reference);

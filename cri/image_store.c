@@ -117,6 +117,24 @@ static int load_records(struct vgpu_image_store *s, struct vgpu_err *err)
 	return 0;
 }
 
+/* Manifests and configs are written into blobs/ with vgpu_write_file_atomic (<hex>.tmp.XXXXXX, then
+ * renamed): a crash in between leaves the temp file, which no record names and garbage collection
+ * (valid digests only) never sees. */
+static void remove_temp_files(const char *dir)
+{
+	DIR *d = opendir(dir);
+	struct dirent *de;
+	while (d && (de = readdir(d))) {
+		if (!strstr(de->d_name, ".tmp."))
+			continue;
+		_cleanup_free_ char *path = vgpu_asprintf("%s/%s", dir, de->d_name);
+		if (unlink(path) < 0)
+			vgpu_log(VGPU_LOG_WARN, "image store: remove %s: %s", path, strerror(errno));
+	}
+	if (d)
+		closedir(d);
+}
+
 int vgpu_image_store_open(const struct vgpu_config *cfg, struct vgpu_image_store **out, struct vgpu_err *err)
 {
 	struct vgpu_image_store *s = vgpu_calloc(1, sizeof(*s));
@@ -135,6 +153,8 @@ int vgpu_image_store_open(const struct vgpu_config *cfg, struct vgpu_image_store
 	const char *dirs[] = { s->blobs_dir, s->layers_dir, s->records_dir, s->tmp_dir };
 	for (size_t i = 0; i < 4 && r == 0; i++)
 		r = vgpu_mkdir_p(dirs[i], 0700, err);
+	if (r == 0)
+		remove_temp_files(s->blobs_dir);
 	if (r == 0)
 		r = load_records(s, err);
 	if (r < 0) {

@@ -223,6 +223,8 @@ static int build_env(const struct vgpu_oci_input *in, json_object **out, struct 
 	}
 	if (!env_has(env, "PATH"))
 		env_set(env, "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin");
+	if (c->tty && !env_has(env, "TERM")) /* as containerd and cri-o do for a terminal */
+		env_set(env, "TERM=xterm");
 	if (in->hostname && *in->hostname && !env_has(env, "HOSTNAME")) {
 		_cleanup_free_ char *kv = vgpu_asprintf("HOSTNAME=%s", in->hostname);
 		env_set(env, kv);
@@ -566,7 +568,8 @@ static int build_process(const struct vgpu_oci_input *in, const Runtime__V1__Lin
 		return r;
 	}
 	json_object *p = json_object_new_object();
-	json_object_object_add(p, "terminal", json_object_new_boolean(0));
+	/* with a terminal, runc makes the pty and sends its master to the monitor's console socket */
+	json_object_object_add(p, "terminal", json_object_new_boolean(c->tty));
 	json_object *u = json_object_new_object();
 	json_object_object_add(u, "uid", json_object_new_int64(user.uid));
 	json_object_object_add(u, "gid", json_object_new_int64(user.gid));
@@ -611,6 +614,11 @@ static int build_linux(const struct vgpu_oci_input *in, const Runtime__V1__Linux
 		return r;
 	json_object *lx = json_object_new_object();
 	json_object *resources = resources_obj(res, in->cgroup_v2);
+	if (in->pids_limit > 0) { /* a fork bomb in one container must not take the node's pids */
+		json_object *pids = json_object_new_object();
+		json_object_object_add(pids, "limit", json_object_new_int64(in->pids_limit));
+		json_object_object_add(resources, "pids", pids);
+	}
 	json_object *cg_devs = json_object_new_array();
 	json_object *deny = json_object_new_object();
 	json_object_object_add(deny, "allow", json_object_new_boolean(privileged));

@@ -45,6 +45,7 @@ struct vgpu_oci_input {
 	const struct vgpu_oci_bind *binds;
 	size_t n_binds;
 	char *const *env;        /* NULL-terminated; NULL = none */
+	long long pids_limit;    /* linux.resources.pids.limit (the handler's pids_limit); 0 = none */
 };
 
 /* Generate config.json. Returns 0 and a malloc'd JSON text in *json, or -EINVAL with a message that

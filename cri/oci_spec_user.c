@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
@@ -16,6 +17,7 @@
 #include "util.h"
 
 #define ID_MAX 0x7fffffffLL
+#define USER_DB_MAX (64LL << 20) /* larger passwd/group files of an image are not read */
 
 static FILE *open_in_root(const char *rootfs, const char *rel)
 {
@@ -24,10 +26,18 @@ static FILE *open_in_root(const char *rootfs, const char *rel)
 	_cleanup_close_ int root = open(rootfs, O_PATH | O_DIRECTORY | O_CLOEXEC);
 	if (root < 0)
 		return NULL;
-	struct open_how how = { .flags = O_RDONLY | O_CLOEXEC, .resolve = RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS };
+	/* O_NONBLOCK: an image's FIFO must not block the open (and the CRI worker) forever; only a
+	 * regular file of sane size is read, never a device such as a copy of /dev/zero */
+	struct open_how how = { .flags = O_RDONLY | O_CLOEXEC | O_NONBLOCK,
+				.resolve = RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS };
 	int fd = (int)syscall(SYS_openat2, root, rel, &how, sizeof(how));
 	if (fd < 0)
 		return NULL;
+	struct stat st;
+	if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode) || st.st_size > USER_DB_MAX) {
+		close(fd);
+		return NULL;
+	}
 	FILE *f = fdopen(fd, "r");
 	if (!f)
 		close(fd);

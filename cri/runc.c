@@ -140,8 +140,12 @@ static void kill_pidfile(const char *path)
 	if (!path || vgpu_read_file(path, 64, &text, NULL, NULL) < 0)
 		return;
 	long pid = strtol(text, NULL, 10);
-	if (pid > 1)
+	if (pid > 1) {
+		/* runc makes the exec'd process a session (and process group) leader: its background
+		 * children are in that group and must not outlive the timed-out exec */
+		kill(-(pid_t)pid, SIGKILL);
 		kill((pid_t)pid, SIGKILL);
+	}
 }
 
 int vgpu_proc_run(char *const argv[], const struct vgpu_proc_opts *opts, struct vgpu_proc_result *res,

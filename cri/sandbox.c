@@ -18,6 +18,8 @@
 #include "log.h"
 #include "sandbox_store.h"
 #include "util.h"
+#include "xen_domain.h"
+#include "xen_sandbox.h"
 
 #define NAME_MAX_LEN 253
 #define SHM_OPTIONS "mode=1777,size=65536k"
@@ -189,6 +191,8 @@ static int start_infra(struct vgpu_pod_manager *m, struct vgpu_sandbox *s, const
 	char *argv[160];
 	size_t n = 0;
 	argv[n++] = m->pause_path;
+	argv[n++] = "--id";
+	argv[n++] = s->id;
 	if (!s->host_net) {
 		argv[n++] = "--net";
 		argv[n++] = "--uts";
@@ -258,6 +262,7 @@ static void release_resources(struct vgpu_pod_manager *m, const char *id, pid_t 
 			      const char *run_dir, const char *cgroup_parent, bool own_cgroup)
 {
 	kill_infra(infra_pid, infra_start);
+	vgpu_xen_pod_release(m, id); /* xen pods: the domain, found by name (a no-op without Xen) */
 	struct vgpu_err gpu_err = { 0 };
 	if (vgpu_gpu_pod_remove(m->d->gpu, id, &gpu_err) < 0)
 		vgpu_log(VGPU_LOG_WARN, "sandbox %s: GPU: %s", id, gpu_err.msg);
@@ -302,6 +307,11 @@ void vgpu_sandbox_cleanup_id(struct vgpu_pod_manager *m, const char *id)
 			start = strtoull(q + 14, NULL, 10);
 		}
 	}
+	/* The daemon may have died before it learnt the pid (vgpu-pause still running, or its holder's
+	 * pid not saved yet): find them by the id in their command line. */
+	size_t killed = vgpu_pods_kill_helpers(m->pause_path, "--id", id);
+	if (killed)
+		vgpu_log(VGPU_LOG_INFO, "sandbox %s: killed %zu infra process(es) of the interrupted creation", id, killed);
 	release_resources(m, id, pid, start, run, cg, true);
 	vgpu_pods_rm_tree(dir);
 }
@@ -347,13 +357,15 @@ static int setup_sandbox(struct vgpu_pod_manager *m, struct vgpu_sandbox *s, str
 		r = write_pod_files(s, hn, err);
 	if (r == 0)
 		r = vgpu_mkdir_p(s->run_dir, 0700, err);
-	if (r == 0 && !s->host_ipc) {
+	if (r == 0 && !s->host_ipc && !s->xen_domain) {
 		if ((r = vgpu_mkdir_p(s->shm_path, 0755, err)) == 0 &&
 		    mount("shm", s->shm_path, "tmpfs", MS_NOSUID | MS_NODEV | MS_NOEXEC, SHM_OPTIONS) < 0)
 			r = vgpu_err_errno(err, errno, "sandbox %s: mount shm on %s", s->id, s->shm_path);
 	}
 	if (r == 0 && cfg->log_directory && *cfg->log_directory)
 		r = vgpu_mkdir_p(cfg->log_directory, 0755, err);
+	if (s->xen_domain) /* the pod is a domU: no infra process, no namespaces on this host */
+		return r == 0 ? vgpu_xen_pod_start(m, s, err) : r;
 	if (r == 0)
 		r = start_infra(m, s, hn, err);
 	/* CNI (cni_pod.h): pin the infra process's netns and ADD; DEL in stop_sandbox/release_resources.
@@ -389,12 +401,21 @@ int vgpu_rpc_run_pod_sandbox(struct vgpu_daemon *d, const ProtobufCMessage *req_
 	if (!h)
 		return vgpu_err_set(err, -EINVAL, "pod %s/%s: unknown runtime handler '%.100s'",
 				    req->config->metadata->namespace_, req->config->metadata->name, hname);
-	if (strcmp(h->type, "runc") != 0)
+	bool xen = strcmp(h->type, "xen") == 0;
+	if (!xen && strcmp(h->type, "runc") != 0)
 		return vgpu_err_set(err, -EINVAL, "pod %s/%s: runtime handler '%s' (type %s) is not available in this build",
 				    req->config->metadata->namespace_, req->config->metadata->name, hname, h->type);
+	if (xen && (r = vgpu_xen_pods_available(m, err)) < 0) {
+		vgpu_err_prefix(err, "pod %s/%s: runtime handler '%s'", req->config->metadata->namespace_,
+				req->config->metadata->name, hname);
+		return r;
+	}
 	struct vgpu_gpu_request gpu;
 	if ((r = parse_gpu_request(h, req->config, &gpu, err)) < 0)
 		return r;
+	if (xen && gpu.enabled)
+		return vgpu_err_set(err, -EOPNOTSUPP, "pod %s/%s: GPU pods on the xen handler are not implemented yet",
+				    req->config->metadata->namespace_, req->config->metadata->name);
 	struct vgpu_sandbox *s = vgpu_sandbox_alloc();
 	vgpu_new_id(s->id);
 	s->gpu = gpu;
@@ -403,6 +424,11 @@ int vgpu_rpc_run_pod_sandbox(struct vgpu_daemon *d, const ProtobufCMessage *req_
 	s->created_at = vgpu_wall_ns();
 	s->dir = vgpu_asprintf("%s/%s", m->sandbox_dir, s->id);
 	s->run_dir = vgpu_asprintf("%s/%s", m->run_sandbox_dir, s->id);
+	if (xen) {
+		char name[VGPU_XEN_NAME_MAX + 1];
+		vgpu_xen_pod_domain_name(name, s->id, s->config->metadata->name);
+		s->xen_domain = vgpu_strdup(name);
+	}
 	const Runtime__V1__NamespaceOption *ns = pod_ns_options(s->config);
 	s->host_net = ns && ns->network == RUNTIME__V1__NAMESPACE_MODE__NODE;
 	s->host_ipc = ns && ns->ipc == RUNTIME__V1__NAMESPACE_MODE__NODE;
@@ -431,8 +457,12 @@ int vgpu_rpc_run_pod_sandbox(struct vgpu_daemon *d, const ProtobufCMessage *req_
 		vgpu_sandbox_put(m, s);
 		return r;
 	}
-	vgpu_log(VGPU_LOG_INFO, "sandbox %s: pod %s/%s ready, infra pid %d", s->id, s->config->metadata->namespace_,
-		 s->config->metadata->name, (int)s->infra_pid);
+	if (s->xen_domain)
+		vgpu_log(VGPU_LOG_INFO, "sandbox %s: pod %s/%s ready, domain %s", s->id, s->config->metadata->namespace_,
+			 s->config->metadata->name, s->xen_domain);
+	else
+		vgpu_log(VGPU_LOG_INFO, "sandbox %s: pod %s/%s ready, infra pid %d", s->id,
+			 s->config->metadata->namespace_, s->config->metadata->name, (int)s->infra_pid);
 	Runtime__V1__RunPodSandboxResponse *out = vgpu_calloc(1, sizeof(*out));
 	runtime__v1__run_pod_sandbox_response__init(out);
 	out->pod_sandbox_id = vgpu_strdup(s->id);
@@ -482,6 +512,8 @@ static int stop_sandbox(struct vgpu_pod_manager *m, struct vgpu_sandbox *s, stru
 	kill_infra(pid, start);
 	if (vgpu_proc_alive(pid, start))
 		return vgpu_err_set(err, -EIO, "sandbox %s: infra process %d does not die", s->id, (int)pid);
+	if (s->xen_domain && (r = vgpu_xen_pod_stop(m, s, err)) < 0)
+		return r;
 	/* Close the pod's broker channels and free its GPU objects (idempotent); the socket's
 	 * directory stays until RemovePodSandbox. */
 	if (s->gpu.enabled && (r = vgpu_gpu_pod_stop(m->d->gpu, s->id, err)) < 0)

@@ -19,6 +19,7 @@
 #include "sandbox.h"
 #include "sandbox_store.h"
 #include "util.h"
+#include "xen_sandbox.h"
 
 #ifndef CGROUP2_SUPER_MAGIC
 #define CGROUP2_SUPER_MAGIC 0x63677270
@@ -137,6 +138,8 @@ static void load_all(struct vgpu_pod_manager *m)
 			vgpu_sandbox_cleanup_id(m, de->d_name);
 			continue;
 		}
+		if (s->xen_domain)
+			vgpu_xen_pod_recover(m, s);
 		pthread_mutex_lock(&m->lock);
 		Runtime__V1__PodSandboxState before = s->state;
 		vgpu_sandbox_refresh_locked(s);
@@ -161,7 +164,7 @@ static void load_all(struct vgpu_pod_manager *m)
 			vgpu_log(VGPU_LOG_WARN, "container %s: %s record: removing its leftovers", de->d_name,
 				 creating ? "interrupted creation" : "incomplete");
 			_cleanup_free_ char *cdir = vgpu_asprintf("%s/%s", m->container_dir, de->d_name);
-			vgpu_container_cleanup(m, de->d_name, cdir);
+			vgpu_container_cleanup_interrupted(m, de->d_name, cdir);
 			continue;
 		}
 		recover_container(m, c);
@@ -264,7 +267,9 @@ int vgpu_pods_open(struct vgpu_daemon *d, struct vgpu_err *err)
 		r = vgpu_err_errno(err, errno, "watch %s", m->exit_dir);
 		goto fail;
 	}
+	vgpu_xen_pods_open(m);
 	load_all(m);
+	vgpu_xen_pods_sweep(m);
 	if ((r = pthread_create(&m->watcher, NULL, exit_watcher, m)) != 0) {
 		r = vgpu_err_errno(err, r, "start the exit watcher");
 		goto fail;
@@ -317,6 +322,7 @@ void vgpu_pods_close(struct vgpu_daemon *d)
 	free(m->tmp_dir);
 	free(m->monitor_path);
 	free(m->pause_path);
+	vgpu_xen_pods_close(m);
 	pthread_cond_destroy(&m->changed);
 	pthread_mutex_destroy(&m->lock);
 	free(m);

@@ -9,6 +9,7 @@
 #include "sandbox.h"
 #include "sandbox_store.h"
 #include "util.h"
+#include "xen_sandbox.h"
 
 Runtime__V1__PodSandboxStatus *vgpu_sandbox_status_locked(struct vgpu_sandbox *s)
 {
@@ -46,11 +47,27 @@ Runtime__V1__PodSandboxStatus *vgpu_sandbox_status_locked(struct vgpu_sandbox *s
 static char *verbose_info(struct vgpu_sandbox *s)
 {
 	json_object *o = json_object_new_object();
-	json_object_object_add(o, "pid", json_object_new_int(s->infra_pid));
+	if (!s->xen_domain)
+		json_object_object_add(o, "pid", json_object_new_int(s->infra_pid));
 	json_object_object_add(o, "runtimeHandler", json_object_new_string(s->handler));
-	json_object_object_add(o, "cgroupParent", json_object_new_string(s->cgroup_parent));
-	json_object_object_add(o, "shm", json_object_new_string(s->shm_path));
+	if (!s->xen_domain) {
+		json_object_object_add(o, "cgroupParent", json_object_new_string(s->cgroup_parent));
+		json_object_object_add(o, "shm", json_object_new_string(s->shm_path ? s->shm_path : ""));
+	}
 	json_object_object_add(o, "stateDir", json_object_new_string(s->dir));
+	if (s->xen_domain) {
+		json_object *x = json_object_new_object();
+		json_object_object_add(x, "domain", json_object_new_string(s->xen_domain));
+		json_object_object_add(x, "domid", json_object_new_int64(s->xen_domid));
+		_cleanup_free_ char *console = vgpu_asprintf("%s/console.log", s->dir);
+		json_object_object_add(x, "consoleLog", json_object_new_string(console));
+		json_object_object_add(o, "xen", x);
+	}
+	if (s->xen_domain) { /* a domU: no infra process, shm or namespaces on this host */
+		char *text = vgpu_strdup(json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN));
+		json_object_put(o);
+		return text;
+	}
 	json_object *ns = json_object_new_object();
 	char path[64];
 	snprintf(path, sizeof(path), "/proc/%d/ns/net", (int)s->infra_pid);
@@ -98,6 +115,8 @@ int vgpu_rpc_pod_sandbox_status(struct vgpu_daemon *d, const ProtobufCMessage *r
 	int r = vgpu_sandbox_get(m, req->pod_sandbox_id, &s, err);
 	if (r < 0)
 		return r;
+	if (s->xen_domain) /* outside the lock: asks libxl */
+		vgpu_xen_pod_refresh(m, s);
 	Runtime__V1__PodSandboxStatusResponse *out = vgpu_calloc(1, sizeof(*out));
 	runtime__v1__pod_sandbox_status_response__init(out);
 	pthread_mutex_lock(&m->lock);
@@ -141,6 +160,7 @@ int vgpu_rpc_list_pod_sandbox(struct vgpu_daemon *d, const ProtobufCMessage *req
 	(void)err;
 	const Runtime__V1__ListPodSandboxRequest *req = (const Runtime__V1__ListPodSandboxRequest *)req_msg;
 	struct vgpu_pod_manager *m = vgpu_pods(d);
+	vgpu_xen_pods_refresh_all(m); /* outside the lock: asks libxl (no-op without Xen) */
 	Runtime__V1__ListPodSandboxResponse *out = vgpu_calloc(1, sizeof(*out));
 	runtime__v1__list_pod_sandbox_response__init(out);
 	pthread_mutex_lock(&m->lock);

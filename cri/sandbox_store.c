@@ -8,6 +8,7 @@
 #include <fcntl.h>
 #include <ftw.h>
 #include <json-c/json.h>
+#include <signal.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/random.h>
@@ -105,6 +106,69 @@ int vgpu_pods_rm_tree(const char *path)
 	return access(path, F_OK) == 0 ? -ENOTEMPTY : 0;
 }
 
+/* Whether a /proc/<pid>/cmdline (NUL-separated) is `exe ... flag value ...` (exe NULL: any). */
+static bool cmdline_tagged(const char *cmd, size_t len, const char *exe, const char *flag, const char *value)
+{
+	if (exe && strcmp(cmd, exe) != 0)
+		return false;
+	const char *prev = NULL;
+	for (size_t off = strlen(cmd) + 1; off < len;) {
+		const char *arg = cmd + off;
+		if (prev && strcmp(prev, flag) == 0 && strcmp(arg, value) == 0)
+			return true;
+		prev = arg;
+		off += strnlen(arg, len - off) + 1;
+	}
+	return false;
+}
+
+/* Send sig (0: only count) to every live process `exe ... flag value ...`; how many there were. */
+static size_t signal_helpers(const char *exe, const char *flag, const char *value, int sig)
+{
+	DIR *d = opendir("/proc");
+	if (!d)
+		return 0;
+	size_t n = 0;
+	struct dirent *de;
+	while ((de = readdir(d))) {
+		char *end;
+		long pid = strtol(de->d_name, &end, 10);
+		if (*end || pid <= 1 || pid == (long)getpid())
+			continue;
+		_cleanup_free_ char *path = vgpu_asprintf("/proc/%ld/cmdline", pid), *cmd = NULL;
+		size_t len = 0;
+		if (vgpu_read_file(path, 1 << 16, &cmd, &len, NULL) < 0 || len == 0) /* zombies have none */
+			continue;
+		if (cmdline_tagged(cmd, len, exe, flag, value) && kill((pid_t)pid, sig) == 0)
+			n++;
+	}
+	closedir(d);
+	return n;
+}
+
+size_t vgpu_pods_kill_helpers(const char *exe, const char *flag, const char *value)
+{
+	size_t total = 0;
+	for (int i = 0; i < 200; i++) {
+		size_t n = signal_helpers(exe, flag, value, SIGKILL);
+		if (n == 0)
+			break;
+		total += n;
+		usleep(10000);
+	}
+	return total;
+}
+
+bool vgpu_pods_wait_helpers(const char *exe, const char *flag, const char *value, int timeout_ms)
+{
+	for (int waited = 0; signal_helpers(exe, flag, value, 0) > 0; waited += 10) {
+		if (waited >= timeout_ms)
+			return false;
+		usleep(10000);
+	}
+	return true;
+}
+
 /* ---- objects ---- */
 
 struct vgpu_sandbox *vgpu_sandbox_alloc(void)
@@ -132,6 +196,7 @@ static void sandbox_free(struct vgpu_sandbox *s)
 	if (s->config)
 		protobuf_c_message_free_unpacked(&s->config->base, NULL);
 	free(s->handler);
+	free(s->xen_domain);
 	free(s->dir);
 	free(s->run_dir);
 	free(s->shm_path);
@@ -381,6 +446,8 @@ int vgpu_sandbox_save(struct vgpu_pod_manager *m, struct vgpu_sandbox *s, struct
 	ADD_BOOL(o, "host_ipc", s->host_ipc);
 	ADD_BOOL(o, "host_pid", s->host_pid);
 	ADD_BOOL(o, "share_pid", s->share_pid);
+	if (s->xen_domain)
+		ADD_STR(o, "xen_domain", s->xen_domain);
 	if (s->gpu.enabled) {
 		json_object *g = json_object_new_object();
 		ADD_INT(g, "quota_bytes", s->gpu.quota_bytes);
@@ -393,6 +460,8 @@ int vgpu_sandbox_save(struct vgpu_pod_manager *m, struct vgpu_sandbox *s, struct
 	ADD_INT(o, "state", s->state);
 	ADD_INT(o, "infra_pid", s->infra_pid);
 	ADD_INT(o, "infra_start", s->infra_start);
+	if (s->xen_domain)
+		ADD_INT(o, "xen_domid", s->xen_domid);
 	pthread_mutex_unlock(&m->lock);
 	int r = save_json(s->dir, o, !creating, err);
 	json_object_put(o);
@@ -484,6 +553,8 @@ struct vgpu_sandbox *vgpu_sandbox_load(struct vgpu_pod_manager *m, const char *i
 	s->host_ipc = j_bool(o, "host_ipc");
 	s->host_pid = j_bool(o, "host_pid");
 	s->share_pid = j_bool(o, "share_pid");
+	s->xen_domain = dup_or_null(j_str(o, "xen_domain"));
+	s->xen_domid = (uint32_t)j_int(o, "xen_domid");
 	json_object *g;
 	if (json_object_object_get_ex(o, "gpu", &g) && json_object_is_type(g, json_type_object)) {
 		s->gpu.enabled = true;
@@ -542,6 +613,8 @@ struct vgpu_container *vgpu_container_load(struct vgpu_pod_manager *m, const cha
 
 void vgpu_sandbox_refresh_locked(struct vgpu_sandbox *s)
 {
+	if (s->xen_domain)
+		return; /* no infra process: the domain is checked by vgpu_xen_pod_refresh, outside the lock */
 	if (s->state == RUNTIME__V1__POD_SANDBOX_STATE__SANDBOX_READY && !vgpu_proc_alive(s->infra_pid, s->infra_start)) {
 		vgpu_log(VGPU_LOG_WARN, "sandbox %s: infra process %d is gone: not ready", s->id, (int)s->infra_pid);
 		s->state = RUNTIME__V1__POD_SANDBOX_STATE__SANDBOX_NOTREADY;

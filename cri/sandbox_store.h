@@ -51,11 +51,13 @@ struct vgpu_sandbox {
 	bool own_cgroup_parent;           /* we made it (no parent given): removed with the pod */
 	bool host_net, host_ipc, host_pid, share_pid;
 	struct vgpu_gpu_request gpu;      /* gpu.enabled: a GPU pod (re-added to the broker on recovery) */
+	char *xen_domain;                 /* xen handler: the pod's domain name (xen_sandbox.h); NULL for runc */
 	/* mgr->lock */
 	enum vgpu_obj_phase phase;
 	Runtime__V1__PodSandboxState state;
 	pid_t infra_pid;
 	unsigned long long infra_start;
+	uint32_t xen_domid;               /* xen handler: 0 while the pod has no domain */
 };
 
 struct vgpu_container {
@@ -86,6 +88,7 @@ struct vgpu_container {
 };
 
 struct vgpu_event_sub;
+struct vgpu_xen_pods;
 
 struct vgpu_pod_manager {
 	struct vgpu_daemon *d;
@@ -102,12 +105,20 @@ struct vgpu_pod_manager {
 	int inotify_fd, stop_fd;
 	pthread_t watcher;
 	bool watcher_started;
+	struct vgpu_xen_pods *xen;        /* xen handler state (xen_sandbox.c); set at open */
 };
 
 static inline struct vgpu_pod_manager *vgpu_pods(struct vgpu_daemon *d)
 {
 	return d->pods;
 }
+
+/* SIGKILL every process whose command line is `exe ... flag value ...` (a vgpu-pause or vgpu-monitor
+ * the daemon started for an object whose creation a crash interrupted; exe NULL: any program), until
+ * none is left (at most ~2 s); zombies are dead already. Returns how many were killed. */
+size_t vgpu_pods_kill_helpers(const char *exe, const char *flag, const char *value);
+/* Wait until no process `exe ... flag value ...` is left; false after timeout_ms. */
+bool vgpu_pods_wait_helpers(const char *exe, const char *flag, const char *value, int timeout_ms);
 
 /* New random 64-hex id. */
 void vgpu_new_id(char out[VGPU_ID_LEN + 1]);

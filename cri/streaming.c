@@ -176,6 +176,11 @@ int vgpu_streaming_mint_exec(struct vgpu_streaming *s, const struct vgpu_stream_
 		if (r < 0)
 			return r;
 	}
+	if (attach && s->backend.attach_check) {
+		int r = s->backend.attach_check(s->backend.ctx, in, err);
+		if (r < 0)
+			return r;
+	}
 	struct stream_request *req = vgpu_calloc(1, sizeof(*req));
 	req->kind = attach ? STREAM_ATTACH : STREAM_EXEC;
 	req->exec = *in;

@@ -44,6 +44,9 @@ struct vgpu_stream_backend {
 	 * sandbox (kind "portforward") exist and is it in a state that allows the operation?
 	 * -ENOENT: no such object; -EBUSY: not running. */
 	int (*check)(void *ctx, const char *kind, const char *id, struct vgpu_err *err);
+	/* At Attach RPC time, after check (optional): does the request fit how the container was
+	 * created (stdin only if it has stdin, tty as its own)? -EINVAL otherwise. */
+	int (*attach_check)(void *ctx, const struct vgpu_stream_exec_req *req, struct vgpu_err *err);
 	/* Start req->cmd in container req->container_id with the requested stdio (a pty when
 	 * req->tty). Returns immediately; proc->exit_fd must become readable when it exits. */
 	int (*exec_start)(void *ctx, const struct vgpu_stream_exec_req *req, struct vgpu_stream_proc *proc,

@@ -441,6 +441,8 @@ void stream_exec_run(struct vgpu_streaming *srv, struct stream_conn *c, struct s
 	}
 	apply_resize(&es);
 	end = exec_loop(&es);
+	if (end == END_CLIENT_GONE && es.req->kind == STREAM_ATTACH)
+		pump_stdin(&es); /* what a client sent just before it went away still reaches the container */
 	bool kill = end != END_DONE && es.req->kind == STREAM_EXEC;
 	int exit_code = 0;
 	if (srv->backend.finish && srv->backend.finish(srv->backend.ctx, &es.proc, kill, &exit_code, &err) < 0) {

@@ -16,6 +16,54 @@ void vgpu_xen_spec_from_handler(struct vgpu_xen_domain_spec *spec, const struct 
 	spec->initrd = handler->guest_initrd && handler->guest_initrd[0] ? handler->guest_initrd : NULL;
 	spec->memory_mb = handler->guest_memory_mb > 0 ? (unsigned long long)handler->guest_memory_mb : 0;
 	spec->vcpus = handler->guest_vcpus > 0 ? (unsigned int)handler->guest_vcpus : 0;
+	spec->cmdline = handler->guest_cmdline && handler->guest_cmdline[0] ? handler->guest_cmdline : NULL;
+}
+
+void vgpu_xen_pod_domain_name(char out[VGPU_XEN_NAME_MAX + 1], const char *sandbox_id, const char *pod_name)
+{
+	size_t n = (size_t)snprintf(out, VGPU_XEN_NAME_MAX + 1, "%s%.*s-", VGPU_XEN_POD_PREFIX, VGPU_XEN_POD_ID_CHARS,
+				    sandbox_id);
+
+	/* the pod's name, reduced to the characters a domain name may hold, fills what is left */
+	for (const char *p = pod_name ? pod_name : ""; *p && n < VGPU_XEN_NAME_MAX; p++) {
+		char c = *p;
+		bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '-' ||
+			  c == '_' || c == '.';
+		out[n++] = ok ? c : '_';
+	}
+	if (out[n - 1] == '-') /* no usable pod name: drop the separator */
+		n--;
+	out[n] = '\0';
+}
+
+bool vgpu_xen_pod_domain_match(const char *domain_name, char id_prefix[VGPU_XEN_POD_ID_CHARS + 1])
+{
+	size_t plen = strlen(VGPU_XEN_POD_PREFIX);
+
+	if (strncmp(domain_name, VGPU_XEN_POD_PREFIX, plen) != 0)
+		return false;
+	const char *id = domain_name + plen;
+	if (strspn(id, "0123456789abcdef") < VGPU_XEN_POD_ID_CHARS ||
+	    (id[VGPU_XEN_POD_ID_CHARS] != '-' && id[VGPU_XEN_POD_ID_CHARS] != '\0'))
+		return false;
+	memcpy(id_prefix, id, VGPU_XEN_POD_ID_CHARS);
+	id_prefix[VGPU_XEN_POD_ID_CHARS] = '\0';
+	return true;
+}
+
+void vgpu_xen_pod_size(struct vgpu_xen_domain_spec *spec, long long memory_limit_bytes, long long cpu_quota,
+		       long long cpu_period)
+{
+	if (memory_limit_bytes > 0) {
+		unsigned long long mb = ((unsigned long long)memory_limit_bytes + (1ULL << 20) - 1) >> 20;
+		mb += VGPU_XEN_GUEST_OVERHEAD_MB;
+		spec->memory_mb = mb > VGPU_XEN_MAX_MEMORY_MB ? VGPU_XEN_MAX_MEMORY_MB : mb;
+	}
+	if (cpu_quota > 0 && cpu_period > 0) {
+		unsigned long long v = ((unsigned long long)cpu_quota + (unsigned long long)cpu_period - 1) /
+				       (unsigned long long)cpu_period;
+		spec->vcpus = v > VGPU_XEN_MAX_VCPUS ? VGPU_XEN_MAX_VCPUS : (unsigned int)v;
+	}
 }
 
 static bool name_ok(const char *name)

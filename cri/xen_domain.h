@@ -66,6 +66,21 @@ struct vgpu_xen_domain_spec {
  * left to the caller. Borrowed pointers into handler. */
 void vgpu_xen_spec_from_handler(struct vgpu_xen_domain_spec *spec, const struct vgpu_handler_config *handler);
 
+/* Pod domains are named "vgpu-<first 12 hex of the sandbox id>-<pod name>" (the pod name reduced
+ * to [A-Za-z0-9_.-] and cut to fit 63 characters): readable in `xl list`, and the prefix alone
+ * finds a pod's domain after a daemon restart or an interrupted RunPodSandbox. */
+#define VGPU_XEN_POD_PREFIX "vgpu-"
+#define VGPU_XEN_POD_ID_CHARS 12
+/* Memory the guest kernel and agent need on top of the pod's memory limit. */
+#define VGPU_XEN_GUEST_OVERHEAD_MB 64ULL
+void vgpu_xen_pod_domain_name(char out[VGPU_XEN_NAME_MAX + 1], const char *sandbox_id, const char *pod_name);
+/* Whether a domain name has the pod form; if so, the id prefix it carries. */
+bool vgpu_xen_pod_domain_match(const char *domain_name, char id_prefix[VGPU_XEN_POD_ID_CHARS + 1]);
+/* Size a pod's domain from its linux resources: memory = limit (rounded up to MiB) + overhead,
+ * vCPUs = ceil(quota / period); values <= 0 keep what spec has (the handler's defaults). */
+void vgpu_xen_pod_size(struct vgpu_xen_domain_spec *spec, long long memory_limit_bytes, long long cpu_quota,
+		       long long cpu_period);
+
 /* Check a spec: -EINVAL with a message that names the field. */
 int vgpu_xen_spec_validate(const struct vgpu_xen_domain_spec *spec, struct vgpu_err *err);
 

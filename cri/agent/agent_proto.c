@@ -42,7 +42,7 @@ int agent_hdr_decode(const uint8_t in[AGENT_HDR_SIZE], struct agent_hdr *hdr)
 		return -EPROTO;
 	if (hdr->len > AGENT_MAX_PAYLOAD)
 		return -EMSGSIZE;
-	if (hdr->type < AGENT_MSG_HELLO || hdr->type > AGENT_MSG_ERROR)
+	if (hdr->type < AGENT_MSG_HELLO || hdr->type > AGENT_MSG_LAST)
 		return -EINVAL;
 	return 0;
 }
@@ -196,4 +196,203 @@ int agent_exec_result_encode(struct agent_buf *b, int32_t exit_code, const void 
 	if (rc == 0)
 		rc = agent_put_str(b, err, err_len);
 	return rc;
+}
+
+int agent_put_u64(struct agent_buf *b, uint64_t v)
+{
+	int rc = agent_put_u32(b, (uint32_t)v);
+
+	return rc ? rc : agent_put_u32(b, (uint32_t)(v >> 32));
+}
+
+int agent_get_u64(struct agent_reader *r, uint64_t *v)
+{
+	uint32_t lo, hi;
+
+	if (agent_get_u32(r, &lo) < 0 || agent_get_u32(r, &hi) < 0)
+		return -EPROTO;
+	*v = (uint64_t)hi << 32 | lo;
+	return 0;
+}
+
+/* Container ids name directories in the guest: a plain name, never a path. */
+static int id_ok(const char *id, size_t len)
+{
+	if (len == 0 || len > AGENT_MAX_ID_LEN || (len <= 2 && id[0] == '.'))
+		return 0;
+	for (size_t i = 0; i < len; i++) {
+		char c = id[i];
+		if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '-' ||
+		      c == '_' || c == '.'))
+			return 0;
+	}
+	return 1;
+}
+
+static int put_cstr(struct agent_buf *b, const char *s)
+{
+	return agent_put_str(b, s, strlen(s));
+}
+
+/* A string without NUL, malloc'd and NUL-terminated. */
+static int get_cstr(struct agent_reader *r, char **out)
+{
+	const char *s;
+	size_t n;
+
+	if (agent_get_str(r, &s, &n) < 0 || memchr(s, '\0', n))
+		return -EPROTO;
+	*out = strndup(s, n);
+	return *out ? 0 : -ENOMEM;
+}
+
+int agent_ctr_req_encode(struct agent_buf *b, const struct agent_ctr_req *req)
+{
+	int rc;
+
+	if (!req->id || !id_ok(req->id, strlen(req->id)))
+		return -EINVAL;
+	rc = put_cstr(b, req->id);
+	if (rc < 0)
+		return rc;
+	switch (req->type) {
+	case AGENT_MSG_CTR_CREATE:
+		if (!req->rootfs_dev || req->rootfs_dev[0] != '/' || !req->spec_json || !req->spec_json[0])
+			return -EINVAL;
+		rc = put_cstr(b, req->rootfs_dev);
+		return rc ? rc : put_cstr(b, req->spec_json);
+	case AGENT_MSG_CTR_START:
+	case AGENT_MSG_CTR_STATUS:
+		return 0;
+	case AGENT_MSG_CTR_STOP:
+		if (req->signal < 1 || req->signal > 64)
+			return -EINVAL;
+		rc = agent_put_u32(b, req->signal);
+		return rc ? rc : agent_put_u32(b, req->timeout_ms);
+	case AGENT_MSG_CTR_LOGS:
+		if (req->max_bytes < 1 || req->max_bytes > AGENT_MAX_LOG_CHUNK)
+			return -EINVAL;
+		rc = agent_put_u64(b, req->offset);
+		return rc ? rc : agent_put_u32(b, req->max_bytes);
+	case AGENT_MSG_CTR_EXEC:
+		if (!req->argv)
+			return -EINVAL;
+		return agent_exec_encode(b, (const char *const *)req->argv, req->timeout_ms);
+	default:
+		return -EINVAL;
+	}
+}
+
+void agent_ctr_req_free(struct agent_ctr_req *req)
+{
+	free(req->id);
+	free(req->rootfs_dev);
+	free(req->spec_json);
+	agent_argv_free(req->argv);
+	memset(req, 0, sizeof(*req));
+}
+
+int agent_ctr_req_decode(uint16_t type, const uint8_t *payload, size_t len, struct agent_ctr_req *out)
+{
+	struct agent_reader r = { payload, len };
+	int rc;
+
+	memset(out, 0, sizeof(*out));
+	out->type = type;
+	if (type < AGENT_MSG_CTR_CREATE || type > AGENT_MSG_CTR_EXEC || type == AGENT_MSG_CTR_STATE ||
+	    type == AGENT_MSG_CTR_LOG_DATA)
+		return -EPROTO;
+	rc = get_cstr(&r, &out->id);
+	if (rc == 0 && !id_ok(out->id, strlen(out->id)))
+		rc = -EPROTO;
+	if (rc == 0) {
+		switch (type) {
+		case AGENT_MSG_CTR_CREATE:
+			rc = get_cstr(&r, &out->rootfs_dev);
+			if (rc == 0 && out->rootfs_dev[0] != '/')
+				rc = -EPROTO;
+			if (rc == 0)
+				rc = get_cstr(&r, &out->spec_json);
+			if (rc == 0 && !out->spec_json[0])
+				rc = -EPROTO;
+			break;
+		case AGENT_MSG_CTR_STOP:
+			if (agent_get_u32(&r, &out->signal) < 0 || agent_get_u32(&r, &out->timeout_ms) < 0 ||
+			    out->signal < 1 || out->signal > 64)
+				rc = -EPROTO;
+			break;
+		case AGENT_MSG_CTR_LOGS:
+			if (agent_get_u64(&r, &out->offset) < 0 || agent_get_u32(&r, &out->max_bytes) < 0 ||
+			    out->max_bytes < 1 || out->max_bytes > AGENT_MAX_LOG_CHUNK)
+				rc = -EPROTO;
+			break;
+		case AGENT_MSG_CTR_EXEC:
+			rc = agent_exec_decode(r.p, r.left, &out->argv, &out->timeout_ms);
+			r.left = 0; /* agent_exec_decode refuses trailing bytes itself */
+			break;
+		default:
+			break;
+		}
+	}
+	if (rc == 0 && r.left != 0)
+		rc = -EPROTO;
+	if (rc < 0) {
+		agent_ctr_req_free(out);
+		out->type = type;
+	}
+	return rc;
+}
+
+int agent_ctr_state_encode(struct agent_buf *b, const struct agent_ctr_state *st)
+{
+	int rc = agent_put_u32(b, st->state);
+
+	if (rc == 0)
+		rc = agent_put_u32(b, (uint32_t)st->pid);
+	if (rc == 0)
+		rc = agent_put_u32(b, (uint32_t)st->exit_code);
+	if (rc == 0)
+		rc = agent_put_u64(b, st->started_ns);
+	if (rc == 0)
+		rc = agent_put_u64(b, st->finished_ns);
+	return rc;
+}
+
+int agent_ctr_state_decode(const uint8_t *payload, size_t len, struct agent_ctr_state *out)
+{
+	struct agent_reader r = { payload, len };
+	uint32_t pid, code;
+
+	memset(out, 0, sizeof(*out));
+	if (agent_get_u32(&r, &out->state) < 0 || agent_get_u32(&r, &pid) < 0 || agent_get_u32(&r, &code) < 0 ||
+	    agent_get_u64(&r, &out->started_ns) < 0 || agent_get_u64(&r, &out->finished_ns) < 0 || r.left != 0 ||
+	    out->state > AGENT_CTR_UNKNOWN)
+		return -EPROTO;
+	out->pid = (int32_t)pid;
+	out->exit_code = (int32_t)code;
+	return 0;
+}
+
+int agent_ctr_log_data_encode(struct agent_buf *b, const struct agent_ctr_log_data *d)
+{
+	int rc = agent_put_u64(b, d->next_offset);
+
+	if (rc == 0)
+		rc = agent_put_u32(b, d->eof ? 1u : 0u);
+	if (rc == 0)
+		rc = agent_put_str(b, (const char *)d->data, d->len);
+	return rc;
+}
+
+int agent_ctr_log_data_decode(const uint8_t *payload, size_t len, struct agent_ctr_log_data *out)
+{
+	struct agent_reader r = { payload, len };
+	const char *data;
+
+	memset(out, 0, sizeof(*out));
+	if (agent_get_u64(&r, &out->next_offset) < 0 || agent_get_u32(&r, &out->eof) < 0 || out->eof > 1 ||
+	    agent_get_str(&r, &data, &out->len) < 0 || r.left != 0)
+		return -EPROTO;
+	out->data = (const uint8_t *)data;
+	return 0;
 }

@@ -14,6 +14,19 @@
  *   EXEC_RESULT  i32 exit_code (-signal if killed), str stdout, str stderr
  *   POWEROFF     empty; the agent syncs and powers the domain off
  *   ERROR        i32 negative errno, str message
+ * Containers in the guest (protocol only so far: the agent answers them with ERROR -EOPNOTSUPP until
+ * it runs runc). Every request starts with str container_id (1..AGENT_MAX_ID_LEN of [A-Za-z0-9_.-]):
+ *   CTR_CREATE   + str rootfs_dev (absolute guest path of the read-only image disk), str oci_spec_json
+ *   CTR_START    -
+ *   CTR_STOP     + u32 signal (1..64), u32 timeout_ms (then SIGKILL)
+ *   CTR_STATUS   -
+ *   CTR_LOGS     + u64 offset, u32 max_bytes (1..AGENT_MAX_LOG_CHUNK): the container's CRI log records
+ *   CTR_EXEC     + the EXEC layout (u32 timeout_ms, u32 argc, argv): run in the container (ExecSync)
+ * Replies: OK (empty) to CREATE, START and STOP; CTR_STATE to STATUS; CTR_LOG_DATA to LOGS;
+ * EXEC_RESULT to CTR_EXEC; ERROR to any of them.
+ *   CTR_STATE    u32 state (AGENT_CTR_*), i32 pid, i32 exit_code, u64 started_ns, u64 finished_ns
+ *   CTR_LOG_DATA u64 next_offset, u32 eof (1: exited and everything read), str data
+ * u64: two u32, low word first.
  */
 #ifndef VGPU_AGENT_PROTO_H
 #define VGPU_AGENT_PROTO_H
@@ -27,6 +40,8 @@
 #define AGENT_MAX_PAYLOAD (1u << 20)
 #define AGENT_MAX_ARGS 256u
 #define AGENT_VCHAN_PATH "data/vgpu-agent" /* relative to the guest's /local/domain/<id> */
+#define AGENT_MAX_ID_LEN 128u
+#define AGENT_MAX_LOG_CHUNK (512u << 10)
 
 enum agent_msg_type {
 	AGENT_MSG_HELLO = 1,
@@ -36,6 +51,23 @@ enum agent_msg_type {
 	AGENT_MSG_EXEC_RESULT = 5,
 	AGENT_MSG_POWEROFF = 6,
 	AGENT_MSG_ERROR = 7,
+	AGENT_MSG_OK = 8,
+	AGENT_MSG_CTR_CREATE = 9,
+	AGENT_MSG_CTR_START = 10,
+	AGENT_MSG_CTR_STOP = 11,
+	AGENT_MSG_CTR_STATUS = 12,
+	AGENT_MSG_CTR_STATE = 13,
+	AGENT_MSG_CTR_LOGS = 14,
+	AGENT_MSG_CTR_LOG_DATA = 15,
+	AGENT_MSG_CTR_EXEC = 16,
+	AGENT_MSG_LAST = AGENT_MSG_CTR_EXEC,
+};
+
+enum agent_ctr_state_code {
+	AGENT_CTR_CREATED = 0,
+	AGENT_CTR_RUNNING = 1,
+	AGENT_CTR_EXITED = 2,
+	AGENT_CTR_UNKNOWN = 3,
 };
 
 struct agent_hdr {
@@ -82,5 +114,45 @@ void agent_argv_free(char **argv);
 /* EXEC_RESULT */
 int agent_exec_result_encode(struct agent_buf *b, int32_t exit_code, const void *out, size_t out_len,
 			     const void *err, size_t err_len);
+
+int agent_put_u64(struct agent_buf *b, uint64_t v);
+int agent_get_u64(struct agent_reader *r, uint64_t *v);
+
+/* A container request (type CTR_*). Decoded strings and argv are malloc'd, NUL-terminated and
+ * owned by the struct (agent_ctr_req_free); for encoding they are borrowed. */
+struct agent_ctr_req {
+	uint16_t type;
+	char *id;
+	char *rootfs_dev, *spec_json;  /* CREATE */
+	uint32_t signal;               /* STOP */
+	uint32_t timeout_ms;           /* STOP, EXEC */
+	uint64_t offset;               /* LOGS */
+	uint32_t max_bytes;            /* LOGS */
+	char **argv;                   /* EXEC, NULL-terminated */
+};
+/* -EINVAL for a request that breaks the rules above (the daemon's bug, caught before sending). */
+int agent_ctr_req_encode(struct agent_buf *b, const struct agent_ctr_req *req);
+/* -EPROTO for anything malformed, out of range or with trailing bytes; *out is zeroed on error. */
+int agent_ctr_req_decode(uint16_t type, const uint8_t *payload, size_t len, struct agent_ctr_req *out);
+void agent_ctr_req_free(struct agent_ctr_req *req);
+
+struct agent_ctr_state {
+	uint32_t state;  /* enum agent_ctr_state_code */
+	int32_t pid;
+	int32_t exit_code;
+	uint64_t started_ns, finished_ns;
+};
+int agent_ctr_state_encode(struct agent_buf *b, const struct agent_ctr_state *st);
+int agent_ctr_state_decode(const uint8_t *payload, size_t len, struct agent_ctr_state *out);
+
+/* CTR_LOG_DATA; decoded data points into the payload (borrowed). */
+struct agent_ctr_log_data {
+	uint64_t next_offset;
+	uint32_t eof;
+	const uint8_t *data;
+	size_t len;
+};
+int agent_ctr_log_data_encode(struct agent_buf *b, const struct agent_ctr_log_data *d);
+int agent_ctr_log_data_decode(const uint8_t *payload, size_t len, struct agent_ctr_log_data *out);
 
 #endif

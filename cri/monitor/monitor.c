@@ -3,9 +3,16 @@
  * the CRI log file, and on exit records the exit status atomically in the exit file. It detaches
  * from the daemon (new session, not the daemon's child), so containers outlive daemon restarts.
  *
- * Protocol with the daemon: fd 3 is a pipe; the monitor writes "OK <container pid>\n" once the
- * container is created, or "ERR <message>\n" if runc create failed, then closes it.
+ * Protocol with the daemon: fd 3 is a pipe; the monitor writes "OK <container pid> <monitor pid>\n"
+ * once the container is created, or "ERR <message>\n" if runc create failed, then closes it.
  * SIGUSR1 reopens the log file (kubelet's log rotation).
+ *
+ * Stdio of the container: without --tty, pipes for stdout and stderr, stdin /dev/null, or with
+ * --stdin 1 a pipe whose write end the monitor keeps. With --tty 1 (the spec has terminal: true)
+ * runc makes the pty inside the container and hands us its master over --console-socket; its
+ * output is logged as stdout. Either way the monitor serves attach clients on <bundle>/attach
+ * (monitor_attach.c, protocol in attach_proto.h); --stdin-once 1 closes the container's stdin
+ * when the first client that brought stdin is done with it.
  *
  * CRI log format, one record per line: "<RFC3339Nano UTC> <stdout|stderr> <F|P> <content>\n"; a line
  * longer than 16 KiB is split into 16 KiB records tagged P, the last one F; output without a newline
@@ -17,6 +24,8 @@
  */
 
 #include <errno.h>
+#include <sys/syscall.h>
+#include <linux/openat2.h>
 #include <fcntl.h>
 #include <limits.h>
 #include <poll.h>
@@ -28,27 +37,39 @@
 #include <string.h>
 #include <sys/prctl.h>
 #include <sys/signalfd.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/un.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
+#include "attach_proto.h"
+#include "monitor_attach.h"
+
 #define LOG_LINE_MAX 16384
 #define SYNC_FD 3
 #define PARTIAL_FLUSH_MS 100
+#define CONSOLE_WAIT_MS 5000
+#define ATTACH_FLUSH_MS 500
+#define CONSOLE_SOCKET "console.sock"
 
 struct opts {
 	const char *id, *runtime, *root, *bundle, *log_path, *exit_file, *pid_file, *runtime_log;
+	const char *log_dir; /* the pod's log directory: log_path is opened beneath it, no symlinks */
+	bool tty, stdin, stdin_once;
 };
 
 struct stream {
 	const char *name;
+	int index; /* 0 stdout, 1 stderr (for attach clients) */
 	int fd;
 	char buf[LOG_LINE_MAX];
 	size_t len;
 };
 
 static int log_fd = -1;
+static struct attach_server *attach_srv;
 
 static void sync_msg(const char *fmt, ...)
 {
@@ -119,14 +140,36 @@ static int stream_read(struct stream *s)
 		stream_flush(s, true);
 		return 0;
 	}
+	attach_output(attach_srv, s->index, s->buf + s->len, (size_t)n);
 	s->len += (size_t)n;
 	stream_flush(s, false);
 	return 1;
 }
 
+/* The log may sit where the container can write (a pod whose log directory is mounted in it):
+ * a symlink put there must not make us write into another file. Beneath the pod's log directory
+ * no component may be a symlink; the file itself is never followed. */
+static int open_log_file(const struct opts *o)
+{
+	int flags = O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC | O_NOFOLLOW;
+	size_t n = o->log_dir ? strlen(o->log_dir) : 0;
+	if (n == 0 || strncmp(o->log_path, o->log_dir, n) != 0 || o->log_path[n] != '/')
+		return open(o->log_path, flags, 0640);
+	int dfd = open(o->log_dir, O_PATH | O_DIRECTORY | O_CLOEXEC);
+	if (dfd < 0)
+		return -1;
+	struct open_how how = { .flags = (uint64_t)flags, .mode = 0640,
+				.resolve = RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS };
+	int fd = (int)syscall(SYS_openat2, dfd, o->log_path + n + 1, &how, sizeof(how));
+	int e = errno;
+	close(dfd);
+	errno = e;
+	return fd;
+}
+
 static void open_log(const struct opts *o)
 {
-	int fd = open(o->log_path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0640);
+	int fd = open_log_file(o);
 	if (log_fd >= 0)
 		close(log_fd);
 	log_fd = fd;
@@ -175,20 +218,31 @@ static void runtime_error(const struct opts *o, char *out, size_t len)
 	fclose(f);
 }
 
-static pid_t spawn_create(const struct opts *o, int out_w, int err_w)
+/* runc create with the container's stdio: in_r (or /dev/null) as stdin, out_w/err_w (or /dev/null)
+ * as stdout/stderr; with a tty runc ignores them and connects to console (a socket path). */
+static pid_t spawn_create(const struct opts *o, int in_r, int out_w, int err_w, const char *console)
 {
 	pid_t pid = fork();
 	if (pid != 0)
 		return pid;
-	int null = open("/dev/null", O_RDONLY);
-	if (null < 0 || dup2(null, 0) < 0 || dup2(out_w, 1) < 0 || dup2(err_w, 2) < 0)
+	if (in_r < 0)
+		in_r = open("/dev/null", O_RDONLY | O_CLOEXEC);
+	if (out_w < 0 || err_w < 0)
+		out_w = err_w = open("/dev/null", O_WRONLY | O_CLOEXEC);
+	/* dup2 clears O_CLOEXEC on 0-2 only: nothing else of ours reaches runc */
+	if (in_r < 0 || out_w < 0 || err_w < 0 || dup2(in_r, 0) < 0 || dup2(out_w, 1) < 0 || dup2(err_w, 2) < 0)
 		_exit(127);
 	close(SYNC_FD);
 	sigset_t none;
 	sigemptyset(&none);
 	sigprocmask(SIG_SETMASK, &none, NULL);
-	execl(o->runtime, o->runtime, "--root", o->root, "--log", o->runtime_log, "--log-format", "json", "create",
-	      "--bundle", o->bundle, "--pid-file", o->pid_file, o->id, (char *)NULL);
+	if (console)
+		execl(o->runtime, o->runtime, "--root", o->root, "--log", o->runtime_log, "--log-format", "json",
+		      "create", "--bundle", o->bundle, "--pid-file", o->pid_file, "--console-socket", console, o->id,
+		      (char *)NULL);
+	else
+		execl(o->runtime, o->runtime, "--root", o->root, "--log", o->runtime_log, "--log-format", "json",
+		      "create", "--bundle", o->bundle, "--pid-file", o->pid_file, o->id, (char *)NULL);
 	_exit(127);
 }
 
@@ -204,6 +258,14 @@ static pid_t read_pid_file(const char *path)
 	return (pid_t)pid;
 }
 
+static int parse_bool(const char *v, bool *out)
+{
+	if (strcmp(v, "0") && strcmp(v, "1"))
+		return -1;
+	*out = v[0] == '1';
+	return 0;
+}
+
 static int parse_opts(int argc, char **argv, struct opts *o)
 {
 	for (int i = 1; i + 1 < argc; i += 2) {
@@ -213,9 +275,13 @@ static int parse_opts(int argc, char **argv, struct opts *o)
 		else if (!strcmp(k, "--root")) o->root = v;
 		else if (!strcmp(k, "--bundle")) o->bundle = v;
 		else if (!strcmp(k, "--log")) o->log_path = v;
+		else if (!strcmp(k, "--log-dir")) o->log_dir = v;
 		else if (!strcmp(k, "--exit-file")) o->exit_file = v;
 		else if (!strcmp(k, "--pid-file")) o->pid_file = v;
 		else if (!strcmp(k, "--runtime-log")) o->runtime_log = v;
+		else if (!strcmp(k, "--tty")) { if (parse_bool(v, &o->tty) < 0) return -1; }
+		else if (!strcmp(k, "--stdin")) { if (parse_bool(v, &o->stdin) < 0) return -1; }
+		else if (!strcmp(k, "--stdin-once")) { if (parse_bool(v, &o->stdin_once) < 0) return -1; }
 		else return -1;
 	}
 	if (argc % 2 != 1 || !o->id || !o->runtime || !o->root || !o->bundle || !o->log_path || !o->exit_file ||
@@ -224,22 +290,23 @@ static int parse_opts(int argc, char **argv, struct opts *o)
 	return 0;
 }
 
-/* Serve the container until it exits: log its output, reopen the log on SIGUSR1. */
+/* Serve the container until it exits: log its output, reopen the log on SIGUSR1, serve attach
+ * clients. */
 static int serve(const struct opts *o, pid_t ctr, struct stream *streams, int sfd)
 {
 	int status = -1;
 	bool exited = false;
-	int open_streams = 2;
+	int open_streams = (streams[0].fd >= 0) + (streams[1].fd >= 0);
 	while (open_streams > 0 || !exited) {
-		struct pollfd pfd[3] = { { .fd = sfd, .events = POLLIN } };
-		nfds_t n = 1;
+		struct pollfd pfd[3 + ATTACH_MAX_POLLFDS] = { { .fd = sfd, .events = POLLIN } };
 		for (int i = 0; i < 2; i++)
-			pfd[n++] = (struct pollfd){ .fd = streams[i].fd, .events = POLLIN };
+			pfd[1 + i] = (struct pollfd){ .fd = streams[i].fd, .events = POLLIN };
+		size_t na = attach_srv ? attach_poll_fill(attach_srv, pfd + 3, ATTACH_MAX_POLLFDS) : 0;
 		/* Once the container is gone, other processes of a shared pid namespace may still
 		 * hold the pipes: drain for a bounded time only. */
 		bool pending = streams[0].len || streams[1].len;
 		int timeout = exited ? 200 : pending ? PARTIAL_FLUSH_MS : -1;
-		int r = poll(pfd, n, timeout);
+		int r = poll(pfd, 3 + na, timeout);
 		if (r < 0 && errno != EINTR)
 			break;
 		if (r == 0 && exited)
@@ -252,6 +319,8 @@ static int serve(const struct opts *o, pid_t ctr, struct stream *streams, int sf
 					stream_flush(&streams[i], true);
 			continue;
 		}
+		if (r < 0)
+			continue;
 		if (pfd[0].revents & POLLIN) {
 			struct signalfd_siginfo si;
 			while (read(sfd, &si, sizeof(si)) == sizeof(si)) {
@@ -266,6 +335,8 @@ static int serve(const struct opts *o, pid_t ctr, struct stream *streams, int sf
 					exited = true;
 				}
 		}
+		if (na)
+			attach_poll_handle(attach_srv, pfd + 3, na);
 		for (int i = 0; i < 2; i++) {
 			if (streams[i].fd >= 0 && (pfd[i + 1].revents & (POLLIN | POLLHUP | POLLERR)) &&
 			    stream_read(&streams[i]) == 0) {
@@ -285,20 +356,144 @@ static int serve(const struct opts *o, pid_t ctr, struct stream *streams, int sf
 	return status;
 }
 
-int main(int argc, char **argv)
+/* The pty master runc sends to the console socket (SCM_RIGHTS, the pty's name as data). */
+static int recv_console(int listen_fd)
 {
-	struct opts o = { 0 };
-	if (parse_opts(argc, argv, &o) < 0) {
-		fprintf(stderr, "usage: vgpu-monitor --id ID --runtime PATH --root DIR --bundle DIR --log FILE "
-				"--exit-file FILE --pid-file FILE --runtime-log FILE (sync pipe on fd 3)\n");
-		return 2;
+	struct pollfd p = { .fd = listen_fd, .events = POLLIN };
+	if (poll(&p, 1, CONSOLE_WAIT_MS) <= 0)
+		return -1;
+	int conn = accept4(listen_fd, NULL, NULL, SOCK_CLOEXEC);
+	if (conn < 0)
+		return -1;
+	char name[4096];
+	struct iovec iov = { .iov_base = name, .iov_len = sizeof(name) };
+	union {
+		char buf[CMSG_SPACE(sizeof(int) * 4)];
+		struct cmsghdr align;
+	} ctl;
+	struct msghdr mh = { .msg_iov = &iov, .msg_iovlen = 1, .msg_control = ctl.buf, .msg_controllen = sizeof(ctl.buf) };
+	ssize_t n;
+	do
+		n = recvmsg(conn, &mh, MSG_CMSG_CLOEXEC);
+	while (n < 0 && errno == EINTR);
+	close(conn);
+	int master = -1;
+	for (struct cmsghdr *c = n >= 0 ? CMSG_FIRSTHDR(&mh) : NULL; c; c = CMSG_NXTHDR(&mh, c)) {
+		if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS)
+			continue;
+		size_t count = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
+		for (size_t i = 0; i < count; i++) {
+			int fd;
+			memcpy(&fd, CMSG_DATA(c) + i * sizeof(int), sizeof(int));
+			if (master < 0)
+				master = fd;
+			else
+				close(fd);
+		}
 	}
-	/* Detach: the daemon reaps this first process at once; the monitor lives on in its own
-	 * session, re-parented away from the daemon. */
+	return master;
+}
+
+/* The socket runc create connects to with the pty master. Bound in the bundle directory through
+ * /proc/<pid>/fd/<dirfd>, a path short enough for sun_path that runc can also resolve. */
+static int console_listen(int dirfd, char *path, size_t len)
+{
+	snprintf(path, len, "/proc/%d/fd/%d/%s", (int)getpid(), dirfd, CONSOLE_SOCKET);
+	struct sockaddr_un a = { .sun_family = AF_UNIX };
+	if (strlen(path) >= sizeof(a.sun_path)) {
+		errno = ENAMETOOLONG;
+		return -1;
+	}
+	memcpy(a.sun_path, path, strlen(path) + 1);
+	if (unlinkat(dirfd, CONSOLE_SOCKET, 0) < 0 && errno != ENOENT)
+		return -1;
+	int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		return -1;
+	mode_t old = umask(0177); /* 0600: runc runs as root */
+	int r = bind(fd, (struct sockaddr *)&a, sizeof(a));
+	umask(old);
+	if (r < 0 || listen(fd, 1) < 0) {
+		int e = errno;
+		close(fd);
+		errno = e;
+		return -1;
+	}
+	return fd;
+}
+
+static void fail_create(const struct opts *o)
+{
+	char msg[1024];
+	runtime_error(o, msg, sizeof(msg));
+	sync_msg("ERR %s\n", msg);
+	_exit(1);
+}
+
+/* The container's stdio as the monitor holds it after runc create. */
+struct ctr_io {
+	int out_r, err_r; /* log streams: pipe read ends, or the pty master as out_r */
+	int in_w;         /* stdin: pipe write end or a dup of the pty master; -1 none */
+	int pty;          /* a dup of the pty master for resizes; -1 without tty */
+};
+
+/* runc create; on success io is filled. Reports ERR and exits on failure. */
+static void create_container(const struct opts *o, int dirfd, struct ctr_io *io)
+{
+	*io = (struct ctr_io){ .out_r = -1, .err_r = -1, .in_w = -1, .pty = -1 };
+	int out_p[2] = { -1, -1 }, err_p[2] = { -1, -1 }, in_p[2] = { -1, -1 };
+	int console = -1;
+	char console_path[128];
+	if (o->tty) {
+		console = console_listen(dirfd, console_path, sizeof(console_path));
+		if (console < 0) {
+			sync_msg("ERR console socket: %s\n", strerror(errno));
+			_exit(1);
+		}
+	} else if (pipe2(out_p, O_CLOEXEC) < 0 || pipe2(err_p, O_CLOEXEC) < 0 ||
+		   (o->stdin && pipe2(in_p, O_CLOEXEC) < 0)) {
+		sync_msg("ERR monitor setup: %s\n", strerror(errno));
+		_exit(1);
+	}
+	pid_t create = spawn_create(o, in_p[0], out_p[1], err_p[1], o->tty ? console_path : NULL);
+	int fds[] = { in_p[0], out_p[1], err_p[1] };
+	for (size_t i = 0; i < 3; i++)
+		if (fds[i] >= 0)
+			close(fds[i]);
+	int st;
+	if (create < 0 || waitpid(create, &st, 0) < 0 || !WIFEXITED(st) || WEXITSTATUS(st) != 0)
+		fail_create(o);
+	if (o->tty) {
+		int master = recv_console(console);
+		close(console);
+		unlinkat(dirfd, CONSOLE_SOCKET, 0);
+		if (master < 0) {
+			sync_msg("ERR runc create sent no console to %s\n", console_path);
+			_exit(1);
+		}
+		io->out_r = master;
+		io->pty = fcntl(master, F_DUPFD_CLOEXEC, 0);
+		io->in_w = o->stdin ? fcntl(master, F_DUPFD_CLOEXEC, 0) : -1;
+		if (io->pty < 0 || (o->stdin && io->in_w < 0)) {
+			sync_msg("ERR dup pty: %s\n", strerror(errno));
+			_exit(1);
+		}
+	} else {
+		io->out_r = out_p[0];
+		io->err_r = err_p[0];
+		io->in_w = in_p[1];
+	}
+}
+
+/* Detach: the daemon reaps this first process at once; the monitor lives on in its own session,
+ * re-parented away from the daemon, as the subreaper of the container. Returns a signalfd for
+ * SIGCHLD and SIGUSR1 (-1 on failure). */
+static int detach(void)
+{
 	pid_t pid = fork();
 	if (pid < 0) {
 		sync_msg("ERR fork monitor: %s\n", strerror(errno));
-		return 1;
+		_exit(1);
 	}
 	if (pid > 0)
 		_exit(0);
@@ -316,9 +511,21 @@ int main(int argc, char **argv)
 	signal(SIGINT, SIG_IGN);
 	signal(SIGHUP, SIG_IGN);
 	signal(SIGPIPE, SIG_IGN);
-	int sfd = signalfd(-1, &mask, SFD_CLOEXEC | SFD_NONBLOCK);
-	int out_p[2], err_p[2];
-	if (sfd < 0 || pipe2(out_p, O_CLOEXEC) < 0 || pipe2(err_p, O_CLOEXEC) < 0) {
+	return signalfd(-1, &mask, SFD_CLOEXEC | SFD_NONBLOCK);
+}
+
+int main(int argc, char **argv)
+{
+	struct opts o = { 0 };
+	if (parse_opts(argc, argv, &o) < 0) {
+		fprintf(stderr, "usage: vgpu-monitor --id ID --runtime PATH --root DIR --bundle DIR --log FILE "
+				"--exit-file FILE --pid-file FILE --runtime-log FILE [--tty 0|1] [--stdin 0|1] "
+				"[--stdin-once 0|1] (sync pipe on fd 3)\n");
+		return 2;
+	}
+	int sfd = detach();
+	int dirfd = open(o.bundle, O_PATH | O_DIRECTORY | O_CLOEXEC);
+	if (sfd < 0 || dirfd < 0) {
 		sync_msg("ERR monitor setup: %s\n", strerror(errno));
 		_exit(1);
 	}
@@ -327,19 +534,20 @@ int main(int argc, char **argv)
 		sync_msg("ERR open log %s: %s\n", o.log_path, strerror(errno));
 		_exit(1);
 	}
-	pid_t create = spawn_create(&o, out_p[1], err_p[1]);
-	close(out_p[1]);
-	close(err_p[1]);
-	int st;
-	if (create < 0 || waitpid(create, &st, 0) < 0 || !WIFEXITED(st) || WEXITSTATUS(st) != 0) {
-		char msg[1024];
-		runtime_error(&o, msg, sizeof(msg));
-		sync_msg("ERR %s\n", msg);
-		_exit(1);
-	}
+	struct ctr_io io;
+	create_container(&o, dirfd, &io);
 	pid_t ctr = read_pid_file(o.pid_file);
 	if (ctr <= 0) {
 		sync_msg("ERR runc create wrote no pid to %s\n", o.pid_file);
+		_exit(1);
+	}
+	/* Attach is served from before the daemon hears OK: an Attach right after StartContainer
+	 * finds the socket. */
+	struct attach_config acfg = { .tty = o.tty, .stdin_once = o.stdin_once, .ctr_stdin = io.in_w, .pty = io.pty };
+	int r = attach_open(dirfd, &acfg, &attach_srv);
+	if (r < 0) {
+		kill(ctr, SIGKILL);
+		sync_msg("ERR attach socket in %s: %s\n", o.bundle, strerror(-r));
 		_exit(1);
 	}
 	sync_msg("OK %d %d\n", (int)ctr, (int)getpid());
@@ -349,13 +557,17 @@ int main(int argc, char **argv)
 		dup2(null, 0);
 		dup2(null, 1);
 		dup2(null, 2);
+		close(null);
 	}
-	for (int i = 0; i < 2; i++)
-		fcntl(i == 0 ? out_p[0] : err_p[0], F_SETFL, O_NONBLOCK);
 	static struct stream streams[2];
-	streams[0] = (struct stream){ .name = "stdout", .fd = out_p[0] };
-	streams[1] = (struct stream){ .name = "stderr", .fd = err_p[0] };
+	streams[0] = (struct stream){ .name = "stdout", .index = 0, .fd = io.out_r };
+	streams[1] = (struct stream){ .name = "stderr", .index = 1, .fd = io.err_r };
+	for (int i = 0; i < 2; i++)
+		if (streams[i].fd >= 0)
+			fcntl(streams[i].fd, F_SETFL, O_NONBLOCK);
 	int status = serve(&o, ctr, streams, sfd);
+	attach_close(attach_srv, ATTACH_FLUSH_MS);
+	attach_srv = NULL;
 	int exit_code = 255, sig = 0;
 	if (status >= 0 && WIFEXITED(status))
 		exit_code = WEXITSTATUS(status);

@@ -333,3 +333,130 @@ class PortForward:
 
     def close(self):
         self.c.close()
+
+
+class RemoteCommand:
+    """An interactive exec/attach session, for tests that talk to a process while it runs: over
+    SPDY (client-go's streams, RC_PROTOCOLS) or WebSocket (v5 channel bytes). send(), resize(),
+    close_stdin(), read_until(pred), wait_end(); detach with close() or vanish() (abrupt)."""
+
+    def __init__(self, url, transport="spdy", stdin=False, stdout=True, stderr=True, tty=False, timeout=30):
+        self.spdy = transport == "spdy"
+        self.timeout = timeout
+        self.ended = False
+        self._ws_out = {1: bytearray(), 2: bytearray(), 3: bytearray()}
+        if self.spdy:
+            self.c = SpdyConn(url, RC_PROTOCOLS, timeout=timeout)
+            self.ids = {"error": self.c.create_stream({"streamType": "error"})}
+            for name, want in (("stdin", stdin), ("stdout", stdout), ("stderr", stderr and not tty),
+                               ("resize", tty)):
+                if want:
+                    self.ids[name] = self.c.create_stream({"streamType": name})
+        else:
+            self.ws = websocket.create_connection(url.replace("http://", "ws://", 1),
+                                                  subprotocols=["v5.channel.k8s.io"], timeout=timeout)
+            self.protocol = self.ws.getheaders().get("sec-websocket-protocol")
+
+    def buffer(self, ch):
+        """What arrived on channel ch (1 stdout, 2 stderr, 3 error) so far, without a copy."""
+        name = {1: "stdout", 2: "stderr", 3: "error"}[ch]
+        if self.spdy:
+            return self.c.streams[self.ids[name]].data if name in self.ids else bytearray()
+        return self._ws_out.setdefault(ch, bytearray())
+
+    def _data(self, name, ch):
+        return bytes(self.buffer(ch))
+
+    @property
+    def stdout(self):
+        return self._data("stdout", 1)
+
+    @property
+    def stderr(self):
+        return self._data("stderr", 2)
+
+    @property
+    def error(self):
+        return self._data("error", 3)
+
+    def send(self, data):
+        if self.spdy:
+            self.c.send_data(self.ids["stdin"], data)
+        else:
+            self.ws.send_binary(b"\x00" + data)
+
+    def resize(self, width, height):
+        msg = json.dumps({"Width": width, "Height": height}).encode()
+        if self.spdy:
+            self.c.send_data(self.ids["resize"], msg)
+        else:
+            self.ws.send_binary(b"\x04" + msg)
+
+    def close_stdin(self):
+        if self.spdy:
+            self.c.send_data(self.ids["stdin"], b"", fin=True)
+        else:
+            self.ws.send_binary(b"\xff\x00")
+
+    def _spdy_done(self):
+        err = self.c.streams[self.ids["error"]]
+        return err.fin or err.reset is not None
+
+    def read_until(self, pred, timeout=15):
+        """Read until pred(self) holds (returns True), the server ends the session or timeout
+        passes (returns pred(self))."""
+        deadline = time.monotonic() + timeout
+        while self.spdy and not pred(self) and not self.ended:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                break
+            self.c.sock.settimeout(left)
+            try:
+                chunk = self.c.sock.recv(65536)
+            except socket.timeout:
+                break
+            except ConnectionError:
+                chunk = b""
+            if not chunk:
+                self.ended = True
+                break
+            self.c.buf += chunk
+            self.c._parse()
+            self.ended = self._spdy_done()
+        while not self.spdy and not pred(self) and not self.ended:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                break
+            self.ws.settimeout(left)
+            try:
+                op, data = self.ws.recv_data(control_frame=True)
+            except websocket.WebSocketTimeoutException:
+                break
+            except (websocket.WebSocketConnectionClosedException, ConnectionError):
+                self.ended = True
+                break
+            if op == websocket.ABNF.OPCODE_CLOSE:
+                self.ended = True
+            elif op in (websocket.ABNF.OPCODE_BINARY, websocket.ABNF.OPCODE_TEXT) and data:
+                self._ws_out.setdefault(data[0], bytearray()).extend(data[1:])
+        return pred(self)
+
+    def wait_end(self, timeout=15):
+        """Read until the server ends the session; returns the v4/v5 status (dict) or None."""
+        self.read_until(lambda s: s.ended, timeout)
+        return json.loads(self.error) if self.error else None
+
+    def close(self):
+        if self.spdy:
+            self.c.close()
+        else:
+            self.ws.close()
+            self.ws.shutdown()
+
+    def vanish(self):
+        """Go away without a goodbye (RST, no WebSocket close)."""
+        if self.spdy:
+            self.c.shutdown_and_drain()
+        else:
+            self.ws.sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            self.ws.sock.close()

@@ -1,8 +1,8 @@
 """Exec and PortForward on real pods of the runc handler, through the daemon's streaming server
 (SPDY and WebSocket clients of streaming_client.py): output, stdin, exit codes, TTY with resize,
 a client that goes away, port-forward to a server inside the pod's network namespace; NOT_FOUND
-and FAILED_PRECONDITION at the RPC; Attach answers UNIMPLEMENTED (not provided yet); no runc exec
-or exec'd process is left behind."""
+and FAILED_PRECONDITION at the RPC (Attach itself: test_attach_pods.py); no runc exec or exec'd
+process is left behind."""
 import socket
 import time
 
@@ -150,7 +150,7 @@ def test_rpc_errors(running, image_ref):  # noqa: F811
                                                                      stdout=True)))
     assert code == grpc.StatusCode.FAILED_PRECONDITION and done in msg, (code, msg)
     code, msg = rpc_code(lambda: daemon.runtime.Attach(pb.AttachRequest(container_id=done, stdout=True)))
-    assert code == grpc.StatusCode.UNIMPLEMENTED, (code, msg)
+    assert code == grpc.StatusCode.FAILED_PRECONDITION and done in msg, (code, msg)  # test_attach_pods.py
     daemon.runtime.RemoveContainer(pb.RemoveContainerRequest(container_id=done), timeout=30)
 
 

@@ -3,6 +3,7 @@ on the same state. Every pod and container is listed with the same state, runnin
 running (same pid, logs still written by their monitor, exec works), a container that exited while
 the daemon was down shows its exit code, a created container can still be started, and everything
 can be stopped and removed afterwards."""
+import json
 import os
 import time
 
@@ -97,3 +98,31 @@ def test_restart_keeps_pods_and_reports_exits(daemon, image_ref, tmp_path):  # n
     assert snapshot(daemon) == ({}, {})
     for sub in ("sandboxes", "containers", "exits"):
         assert os.listdir(os.path.join(daemon.state_dir, sub)) == [], sub
+
+
+def test_damaged_records_do_not_crash_status_calls(daemon, image_ref):  # noqa: F811
+    """State damaged on disk (a meta.json without shm_path, a container config.pb without its image)
+    is loaded after a restart and answered with a status, not a crash (found by fuzz_cri_rpc)."""
+    pb = daemon.pb
+    pull(daemon, image_ref)
+    cfg = pod_config(pb, "damaged")
+    pod = run_pod(daemon, cfg)
+    ctr = create(daemon, pod, cfg, container_config(pb, "c", image_ref, command=["sleep", "1000"]))
+    daemon.kill()
+    meta = os.path.join(daemon.state_dir, "sandboxes", pod, "meta.json")
+    m = json.load(open(meta))
+    m.pop("shm_path", None)
+    with open(meta, "w") as f:
+        json.dump(m, f)
+    cpb = os.path.join(daemon.state_dir, "containers", ctr, "config.pb")
+    cc = pb.ContainerConfig()
+    cc.ParseFromString(open(cpb, "rb").read())
+    cc.ClearField("image")
+    with open(cpb, "wb") as f:
+        f.write(cc.SerializeToString())
+    daemon.start()
+    st = daemon.runtime.PodSandboxStatus(pb.PodSandboxStatusRequest(pod_sandbox_id=pod, verbose=True), timeout=10)
+    assert st.status.id == pod and json.loads(st.info["info"])["shm"] == ""
+    cs = daemon.runtime.ContainerStatus(pb.ContainerStatusRequest(container_id=ctr, verbose=True), timeout=10)
+    assert cs.status.id == ctr and cs.status.image.image == ""
+    assert daemon.proc.poll() is None  # still up

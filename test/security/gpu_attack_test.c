@@ -2,8 +2,9 @@
  * broker (backend $VGPU_TEST_BACKEND: soft by default, cuda on the device machine).
  * Each test must fail to break a rule of docs/gpu-path.md ("Security model"): foreign and forged
  * handles, pointers outside the pod's allocations, overflowing sizes, garbage and truncated
- * messages, a client that stops reading replies, a client killed mid-call, and 1000
- * connect/disconnect cycles with no leaked fds or memory. Exit status 0: all held. */
+ * messages, a client that stops reading replies, a client killed mid-call, 1000
+ * connect/disconnect cycles with no leaked fds or memory, and a kernel given another pod's
+ * pointer (on a pod of its own, C: the fault poisons that pod's context). Exit status 0: all held. */
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -18,14 +19,15 @@
 #include <unistd.h>
 
 #include "broker.h"
+#include "soft_kernels.h"
 
 enum {
     OK = 0, INVALID_VALUE = 1, OUT_OF_MEMORY = 2, INVALID_HANDLE = 400, NOT_FOUND = 500,
-    DEAD = -1
+    ILLEGAL_ADDRESS = 700, LAUNCH_FAILED = 719, DEAD = -1
 };
 
 static broker_t *the_broker;
-static char dir[64], path_a[128], path_b[128];
+static char dir[64], path_a[128], path_b[128], path_c[128];
 static const char *backend;
 #define QUOTA_B (1ull << 30)
 
@@ -514,7 +516,14 @@ static void test_cycles(void)
         idm_chan_close(ch);
     }
     wait_channels("A", ub.channels);
+    /* with pod processes usage is a snapshot published every 100 ms: one taken between two
+     * cycles already shows the channel count of the end; wait for the totals too */
     struct broker_usage ua = usage("A");
+    for (int i = 0; i < 500 && (ua.channels_total < ub.channels_total + 1000 ||
+                                ua.mem_in_use != ub.mem_in_use); i++) {
+        usleep(10000);
+        ua = usage("A");
+    }
     EXPECT_EQ(ua.mem_in_use, ub.mem_in_use);
     EXPECT_EQ(ua.channels_total, ub.channels_total + 1000);
     EXPECT_EQ(call(probe, IDM_OP_MEM_GET_INFO, 0, &e, sizeof e, NULL, 0, &after, sizeof after), OK);
@@ -529,6 +538,82 @@ static void test_cycles(void)
            (unsigned long long)before.free_bytes, (unsigned long long)after.free_bytes);
 }
 
+/* Loads the test kernels (PTX) on ch; returns the handle of function name. */
+static uint64_t load_function(struct idm_chan *ch, const char *name)
+{
+    const char *path = getenv("VGPU_KERNELS_PTX") ? getenv("VGPU_KERNELS_PTX") : VGPU_KERNELS_PTX;
+    FILE *f = fopen(path, "rb");
+    static char ptx[1 << 20];
+    size_t n = f ? fread(ptx, 1, sizeof ptx - 1, f) : 0;
+    if (f == NULL || n == 0)
+        FAIL("cannot read %s", path);
+    fclose(f);
+    ptx[n++] = 0;
+    struct idm_module_load_req r = { n };
+    uint64_t seq;
+    uint8_t *body = idm_client_begin(ch, IDM_OP_MODULE_LOAD, 0, n, &seq);
+    if (body == NULL)
+        FAIL("module load: begin");
+    memcpy(body, &r, sizeof r);
+    memcpy(body + sizeof r, ptx, n);
+    if (idm_client_send(ch) < 0)
+        FAIL("module load: send");
+    struct idm_msg hdr;
+    const struct idm_msg *m = idm_client_wait_reply(ch, seq, &hdr);
+    if (m == NULL)
+        FAIL("module load: no reply");
+    const uint8_t *p = (const uint8_t *)m + sizeof hdr, *end = (const uint8_t *)m + hdr.len;
+    struct idm_rep res;
+    struct idm_module_rep mr;
+    memcpy(&res, p, sizeof res);
+    memcpy(&mr, p + sizeof res, sizeof mr);
+    EXPECT_EQ(res.result, OK);
+    p += sizeof res + sizeof mr;
+    uint64_t found = 0;
+    for (uint32_t i = 0; i < mr.nfunc && p + sizeof(struct idm_func_desc) <= end; i++) {
+        struct idm_func_desc fd;
+        memcpy(&fd, p, sizeof fd);
+        p += sizeof fd;
+        if (fd.namelen == strlen(name) && p + fd.namelen <= end && memcmp(p, name, fd.namelen) == 0)
+            found = fd.handle;
+        p += (fd.namelen + 7u) & ~7u;
+        p += (size_t)fd.nparams * sizeof(struct idm_param_desc);
+    }
+    idm_client_release(ch, &hdr);
+    if (found == 0)
+        FAIL("no function %s in %s", name, path);
+    return found;
+}
+
+/* Kernels run in the pod's own context: pod C launches a kernel that stores to pod A's pointer.
+ * It must fault (soft: ILLEGAL_ADDRESS; on a GPU the MMU of C's context, unless the number happens
+ * to be C's own memory in a process of its own), pod A's data must not change, and A works on. */
+static void test_kernel_pointers(void)
+{
+    quiesce();
+    struct idm_chan *a = conn(path_a), *c = conn(path_c);
+    uint64_t pa = alloc(a, 4096);
+    uint8_t pattern[16] = { 9, 8, 7, 6, 5, 4, 3, 2, 1 }, back[8 + sizeof pattern];
+    struct idm_htod_req hr = { pa, 0, sizeof pattern, 0 };
+    EXPECT_EQ(call(a, IDM_OP_HTOD, IDM_F_SYNC, &hr, sizeof hr, pattern, sizeof pattern, NULL, 0), OK);
+    uint64_t f = load_function(c, "fault_kernel");
+    struct idm_launch_req l = { f, 0, { 1, 1, 1 }, { 1, 1, 1 }, 0, sizeof pa };
+    int rc = call(c, IDM_OP_LAUNCH, IDM_F_SYNC, &l, sizeof l, &pa, sizeof pa, NULL, 0);
+    if (strcmp(backend, "soft") == 0 || rc != OK) {
+        if (rc != ILLEGAL_ADDRESS && rc != LAUNCH_FAILED)
+            FAIL("a kernel storing to another pod's pointer returned %d", rc);
+    }
+    struct idm_dtoh_req dr = { pa, 0, sizeof pattern };
+    EXPECT_EQ(call(a, IDM_OP_DTOH, 0, &dr, sizeof dr, NULL, 0, back, sizeof back), OK);
+    if (memcmp(back + 8, pattern, sizeof pattern) != 0)
+        FAIL("pod A's memory changed by pod C's kernel");
+    struct idm_dptr_req fr = { pa };
+    EXPECT_EQ(call(a, IDM_OP_MEM_FREE, 0, &fr, sizeof fr, NULL, 0, NULL, 0), OK);
+    idm_chan_close(c);
+    idm_chan_close(a);
+    printf("PASS kernel with another pod's pointer (result %d, pod A intact)\n", rc);
+}
+
 int main(void)
 {
     signal(SIGPIPE, SIG_IGN);
@@ -538,13 +623,17 @@ int main(void)
         FAIL("mkdtemp");
     snprintf(path_a, sizeof path_a, "%s/a.sock", dir);
     snprintf(path_b, sizeof path_b, "%s/b.sock", dir);
+    snprintf(path_c, sizeof path_c, "%s/c.sock", dir);
+    if (strcmp(backend, "soft") == 0 && soft_kernels_register() != 0)
+        FAIL("soft kernels");
     struct broker_config cfg = { .backend = backend, .workers = 2 };
     if (getenv("VGPU_TEST_POD_PROCESSES") != NULL)
         cfg.pod_processes = atoi(getenv("VGPU_TEST_POD_PROCESSES"));
     struct idm_err err = { 0 };
     if (broker_create(&cfg, &the_broker, &err) < 0 ||
         broker_pod_add(the_broker, "A", path_a, 0, 100, &err) < 0 ||
-        broker_pod_add(the_broker, "B", path_b, QUOTA_B, 50, &err) < 0)
+        broker_pod_add(the_broker, "B", path_b, QUOTA_B, 50, &err) < 0 ||
+        broker_pod_add(the_broker, "C", path_c, 0, 100, &err) < 0)
         FAIL("broker: %s", err.msg);
     test_foreign_handles();
     test_forged_handles();
@@ -554,6 +643,7 @@ int main(void)
     test_stop_reading();
     test_killed_client();
     test_cycles();
+    test_kernel_pointers();
     quiesce();
     struct broker_usage ua = usage("A"), ub = usage("B");
     EXPECT_EQ(ua.channels, 0);

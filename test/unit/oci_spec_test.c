@@ -472,6 +472,33 @@ START_TEST(test_resources)
 }
 END_TEST
 
+/* tty: terminal true and TERM=xterm unless the image or config set one; no tty: terminal false. */
+START_TEST(test_terminal)
+{
+	json_object *spec = gen(NULL);
+	ck_assert(!json_object_get_boolean(at(spec, "process.terminal")));
+	ck_assert_ptr_nonnull(at(spec, "process.terminal"));
+	ck_assert(!array_has(at(spec, "process.env"), "TERM=xterm"));
+	json_object_put(spec);
+	cc.tty = true;
+	cc.stdin = true;
+	spec = gen(NULL);
+	ck_assert(json_object_get_boolean(at(spec, "process.terminal")));
+	ck_assert(array_has(at(spec, "process.env"), "TERM=xterm"));
+	json_object_put(spec);
+	Runtime__V1__KeyValue kv = RUNTIME__V1__KEY_VALUE__INIT;
+	kv.key = "TERM";
+	kv.value = (ProtobufCBinaryData){ 5, (uint8_t *)"vt100" };
+	Runtime__V1__KeyValue *kvs[] = { &kv };
+	cc.envs = kvs;
+	cc.n_envs = 1;
+	spec = gen(NULL);
+	ck_assert(array_has(at(spec, "process.env"), "TERM=vt100"));
+	ck_assert(!array_has(at(spec, "process.env"), "TERM=xterm"));
+	json_object_put(spec);
+}
+END_TEST
+
 static Suite *suite(void)
 {
 	Suite *s = suite_create("oci_spec");
@@ -488,6 +515,7 @@ static Suite *suite(void)
 		{ "devices", test_devices },
 		{ "capabilities_and_security", test_capabilities_and_security },
 		{ "resources", test_resources },
+		{ "terminal", test_terminal },
 	};
 	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
 		TCase *tc = tcase_create(cases[i].name);

@@ -312,6 +312,7 @@ START_TEST(handler_config_fills_spec)
 	ck_assert_uint_eq(s.memory_mb, (unsigned long long)handler->guest_memory_mb);
 	ck_assert_uint_eq(s.vcpus, (unsigned int)handler->guest_vcpus);
 	ck_assert_ptr_eq(s.kernel, handler->guest_kernel);
+	ck_assert_str_eq(s.cmdline, "console=hvc0 quiet");
 	ck_assert_str_eq(s.name, "pod-x");
 	vgpu_config_free(&config);
 }
@@ -340,6 +341,56 @@ START_TEST(open_without_xen_is_enodev)
 }
 END_TEST
 
+START_TEST(pod_domain_names)
+{
+	const char *id = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
+	char name[VGPU_XEN_NAME_MAX + 1], prefix[VGPU_XEN_POD_ID_CHARS + 1];
+	struct vgpu_xen_domain_spec s = { .type = VGPU_XEN_GUEST_PV, .memory_mb = 128, .vcpus = 1,
+					  .kernel = "/k" };
+
+	vgpu_xen_pod_domain_name(name, id, "web-1");
+	ck_assert_str_eq(name, "vgpu-0123456789ab-web-1");
+	/* characters a domain name cannot hold become '_'; the name is valid for libxl */
+	vgpu_xen_pod_domain_name(name, id, "a b/c:d");
+	ck_assert_str_eq(name, "vgpu-0123456789ab-a_b_c_d");
+	s.name = name;
+	ck_assert_int_eq(vgpu_xen_spec_validate(&s, &err), 0);
+	/* long pod names are cut to 63 characters */
+	vgpu_xen_pod_domain_name(name, id, "x123456789x123456789x123456789x123456789x123456789x123456789x123456789");
+	ck_assert_uint_eq(strlen(name), VGPU_XEN_NAME_MAX);
+	ck_assert_int_eq(vgpu_xen_spec_validate(&s, &err), 0);
+	vgpu_xen_pod_domain_name(name, id, "");
+	ck_assert_str_eq(name, "vgpu-0123456789ab");
+	/* the prefix finds the pod again; other names are not ours */
+	ck_assert(vgpu_xen_pod_domain_match("vgpu-0123456789ab-web-1", prefix));
+	ck_assert_str_eq(prefix, "0123456789ab");
+	ck_assert(vgpu_xen_pod_domain_match("vgpu-0123456789ab", prefix));
+	ck_assert(!vgpu_xen_pod_domain_match("Domain-0", prefix));
+	ck_assert(!vgpu_xen_pod_domain_match("vgpu-0123456789aX-web", prefix));
+	ck_assert(!vgpu_xen_pod_domain_match("vgpu-0123456789a", prefix));
+	ck_assert(!vgpu_xen_pod_domain_match("vgpu-0123456789abc-web", prefix));
+}
+END_TEST
+
+START_TEST(pod_sizes_from_resources)
+{
+	struct vgpu_xen_domain_spec s = { .memory_mb = 256, .vcpus = 1 };
+
+	vgpu_xen_pod_size(&s, 0, 0, 0); /* nothing asked: the handler's defaults stay */
+	ck_assert_uint_eq(s.memory_mb, 256);
+	ck_assert_uint_eq(s.vcpus, 1);
+	vgpu_xen_pod_size(&s, 100LL << 20, 150000, 100000);
+	ck_assert_uint_eq(s.memory_mb, 100 + VGPU_XEN_GUEST_OVERHEAD_MB);
+	ck_assert_uint_eq(s.vcpus, 2); /* 1.5 CPUs round up */
+	vgpu_xen_pod_size(&s, (100LL << 20) + 1, -1, 100000);
+	ck_assert_uint_eq(s.memory_mb, 101 + VGPU_XEN_GUEST_OVERHEAD_MB);
+	ck_assert_uint_eq(s.vcpus, 2);
+	vgpu_xen_pod_size(&s, 1LL << 62, 1000LL * 100000, 100000);
+	ck_assert_uint_eq(s.memory_mb, VGPU_XEN_MAX_MEMORY_MB);
+	ck_assert_uint_eq(s.vcpus, VGPU_XEN_MAX_VCPUS);
+}
+END_TEST
+
 static Suite *xen_config_suite(void)
 {
 	Suite *s = suite_create("xen_config");
@@ -362,6 +413,8 @@ static Suite *xen_config_suite(void)
 		{ "from_handler", handler_config_fills_spec },
 		{ "consoled_log", consoled_log_path },
 		{ "open_no_xen", open_without_xen_is_enodev },
+		{ "pod_names", pod_domain_names },
+		{ "pod_sizes", pod_sizes_from_resources },
 	};
 
 	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {

@@ -92,6 +92,10 @@ gcc "${cflags[@]}" -static -I"$top/cri/agent" -o "$B/vgpu-agent" "$top/cri/agent
 	"$top/cri/agent/agent_proto.c" "${vchan_libs[@]}"
 gcc "${cflags[@]}" -static -I"$top/cri" -o "$B/agent-check" "$here/agent-check.c" "$top/cri/agent/agent_proto.c" \
 	"${vchan_libs[@]}"
+# a CRI client for the pod scenario (gRPC core + the daemon's generated protobuf-c messages)
+# shellcheck disable=SC2046
+gcc "${cflags[@]}" -I"$BUILD/proto" -o "$B/cri-client" "$here/cri-client.c" "$BUILD/proto/libvgpu_proto.a" \
+	$(pkg-config --cflags --libs grpc libprotobuf-c)
 
 # ---- root filesystems ----
 W=$CACHE/work
@@ -144,9 +148,10 @@ rm -f "$R/bin/bash" "$R/bin/stat"
 cp /bin/bash "$R/bin/bash"; cp /usr/bin/flock "$R/usr/bin/flock"; cp /usr/bin/stat "$R/bin/stat"
 for m in block/xen-blkback/xen-blkback net/xen-netback/xen-netback block/loop; do cp "$KM/drivers/$m.ko" "$R/lib/modules/"; done
 cp "$KM/net/llc/llc.ko" "$KM/net/802/stp.ko" "$KM/net/bridge/bridge.ko" "$R/lib/modules/"
-cp "$BUILD/cri/vgpu-cri" "$B/xen-domctl" "$B/agent-check" "$R/opt/vgpu/bin/"
+cp "$BUILD/cri/vgpu-cri" "$B/xen-domctl" "$B/agent-check" "$B/cri-client" "$R/opt/vgpu/bin/"
 copy_libs "$R" "$R$XB/xl" "$R$XB/xenstored" "$R$XB/xenconsoled" "$R$XB/xen-init-dom0" "$R/usr/bin/xenstore" \
-	"$R/bin/bash" "$R/usr/bin/flock" "$R/bin/stat" "$R/opt/vgpu/bin/vgpu-cri" "$R/opt/vgpu/bin/xen-domctl"
+	"$R/bin/bash" "$R/usr/bin/flock" "$R/bin/stat" "$R/opt/vgpu/bin/vgpu-cri" "$R/opt/vgpu/bin/xen-domctl" \
+	"$R/opt/vgpu/bin/cri-client"
 # xl aborts without libgcc_s (pthread_cancel unwinding loads it at run time, ldd does not show it)
 cp -L /lib/x86_64-linux-gnu/libgcc_s.so.1 "$R/lib/x86_64-linux-gnu/"
 cp "$here"/scenarios/*.sh "$R/vgpu/scenarios/"

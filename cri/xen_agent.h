@@ -1,0 +1,40 @@
+/* The daemon's side of the vgpu-agent protocol (cri/agent/agent_proto.h): a vchan client to the
+ * agent that runs as PID 1 in a pod's domU. One connection serves one caller at a time; the agent
+ * serves one client at a time and offers a fresh channel when a client goes, so callers connect
+ * per operation and hold the xen pods' agent lock meanwhile (xen_sandbox.c). Every wait has a
+ * deadline: a guest that never answers costs a timeout, never a hung daemon thread. */
+#ifndef VGPU_XEN_AGENT_H
+#define VGPU_XEN_AGENT_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "err.h"
+
+struct vgpu_xen_agent;
+
+/* Connect to the agent of domid and read its HELLO, retrying until timeout_ms has passed (the guest
+ * may still be booting). version (may be NULL) gets the agent's version string. -ETIMEDOUT when no
+ * HELLO came in time, -EPROTO for a wrong protocol version. */
+int vgpu_xen_agent_connect(uint32_t domid, long long timeout_ms, struct vgpu_xen_agent **out, char *version,
+			   size_t version_len, struct vgpu_err *err);
+void vgpu_xen_agent_close(struct vgpu_xen_agent *a);
+
+/* Round trip; -ETIMEDOUT, -EPIPE (channel gone), -EPROTO (garbage). */
+int vgpu_xen_agent_ping(struct vgpu_xen_agent *a, long long timeout_ms, struct vgpu_err *err);
+
+/* Run argv in the guest; exit code (-signal if killed), stdout and stderr (malloc'd, NUL-terminated
+ * beyond their lengths; the caller frees). */
+struct vgpu_xen_exec_result {
+	int exit_code;
+	char *out, *errout;
+	size_t out_len, err_len;
+};
+int vgpu_xen_agent_exec(struct vgpu_xen_agent *a, const char *const *argv, uint32_t timeout_ms,
+			struct vgpu_xen_exec_result *res, struct vgpu_err *err);
+void vgpu_xen_exec_result_free(struct vgpu_xen_exec_result *res);
+
+/* Ask the agent to power the domain off (no reply: the guest goes away). */
+int vgpu_xen_agent_poweroff(struct vgpu_xen_agent *a, struct vgpu_err *err);
+
+#endif

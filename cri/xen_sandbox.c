@@ -1,0 +1,336 @@
+/* The `xen` runtime handler's pod life cycle (see xen_sandbox.h): a domU per pod through libxl,
+ * vgpu-agent's HELLO as the readiness signal, domains found again by name after a restart.
+ * Domains are always looked up by name before they are destroyed, so a domid that Xen has reused
+ * for another guest is never touched. */
+#include "xen_sandbox.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "daemon.h"
+#include "log.h"
+#include "util.h"
+#include "xen_domain.h"
+
+#define AGENT_LOCKS 64
+#define EXEC_CONNECT_MS 10000
+
+struct vgpu_xen_pods {
+	struct vgpu_xen *xen;           /* NULL: xen pods are refused (why says why); immutable */
+	char why[VGPU_ERR_MSG_MAX];
+	/* The agent serves one client at a time: one connection per domain, so callers hold the lock
+	 * of their domid's stripe while connected. */
+	pthread_mutex_t agent_locks[AGENT_LOCKS];
+};
+
+static bool any_xen_handler(const struct vgpu_config *cfg)
+{
+	for (size_t i = 0; i < cfg->n_handlers; i++)
+		if (strcmp(cfg->handlers[i].type, "xen") == 0)
+			return true;
+	return false;
+}
+
+void vgpu_xen_pods_open(struct vgpu_pod_manager *m)
+{
+	struct vgpu_xen_pods *x = vgpu_calloc(1, sizeof(*x));
+	for (int i = 0; i < AGENT_LOCKS; i++)
+		pthread_mutex_init(&x->agent_locks[i], NULL);
+	m->xen = x;
+	if (!any_xen_handler(m->d->cfg)) {
+		snprintf(x->why, sizeof(x->why), "no handler of type xen is configured");
+		return;
+	}
+	struct vgpu_err err = { 0 };
+	if (vgpu_xen_open(&x->xen, NULL, &err) < 0) {
+		snprintf(x->why, sizeof(x->why), "%s", err.msg);
+		vgpu_log(VGPU_LOG_INFO, "xen pods disabled: %s", err.msg);
+		return;
+	}
+	vgpu_log(VGPU_LOG_INFO, "xen pods: libxl ready");
+}
+
+void vgpu_xen_pods_close(struct vgpu_pod_manager *m)
+{
+	struct vgpu_xen_pods *x = m->xen;
+	if (!x)
+		return;
+	vgpu_xen_close(x->xen);
+	for (int i = 0; i < AGENT_LOCKS; i++)
+		pthread_mutex_destroy(&x->agent_locks[i]);
+	free(x);
+	m->xen = NULL;
+}
+
+int vgpu_xen_pods_available(struct vgpu_pod_manager *m, struct vgpu_err *err)
+{
+	struct vgpu_xen_pods *x = m->xen;
+	if (x && x->xen)
+		return 0;
+	return vgpu_err_set(err, -ENODEV, "xen pods need a Xen control domain (dom0 or a driver domain) and this host "
+			    "is not one: %s", x ? x->why : "not initialised");
+}
+
+static pthread_mutex_t *agent_lock(struct vgpu_xen_pods *x, uint32_t domid)
+{
+	return &x->agent_locks[domid % AGENT_LOCKS];
+}
+
+/* The live domain named s->xen_domain: 0 and *info, -ENOENT, or another error. */
+static int find_domain(struct vgpu_xen_pods *x, const struct vgpu_sandbox *s, struct vgpu_xen_domain_info *info,
+		       struct vgpu_err *err)
+{
+	return vgpu_xen_domain_find(x->xen, s->xen_domain, info, err);
+}
+
+int vgpu_xen_pod_start(struct vgpu_pod_manager *m, struct vgpu_sandbox *s, struct vgpu_err *err)
+{
+	struct vgpu_xen_pods *x = m->xen;
+	int r = vgpu_xen_pods_available(m, err);
+	if (r < 0)
+		return r;
+	const struct vgpu_handler_config *h = vgpu_config_handler(m->d->cfg, s->handler);
+	if (!h)
+		return vgpu_err_set(err, -EINVAL, "sandbox %s: handler %s is gone", s->id, s->handler);
+	struct vgpu_xen_domain_spec spec = { 0 };
+	vgpu_xen_spec_from_handler(&spec, h);
+	spec.name = s->xen_domain;
+	const Runtime__V1__LinuxPodSandboxConfig *lx = s->config->linux;
+	if (lx && lx->resources)
+		vgpu_xen_pod_size(&spec, lx->resources->memory_limit_in_bytes, lx->resources->cpu_quota,
+				  lx->resources->cpu_period);
+	_cleanup_free_ char *console = vgpu_asprintf("%s/console.log", s->dir);
+	spec.console_log = console;
+	uint32_t domid = 0;
+	long long t0 = vgpu_now_ns();
+	if ((r = vgpu_xen_domain_create(x->xen, &spec, &domid, err)) < 0) {
+		vgpu_err_prefix(err, "sandbox %s", s->id);
+		return r;
+	}
+	long long t_created = vgpu_now_ns();
+	pthread_mutex_lock(&m->lock);
+	s->xen_domid = domid;
+	pthread_mutex_unlock(&m->lock);
+	r = vgpu_sandbox_save(m, s, err); /* still `creating`: start-up would destroy it by name */
+	char version[64] = "";
+	if (r == 0) {
+		struct vgpu_xen_agent *a = NULL;
+		pthread_mutex_lock(agent_lock(x, domid));
+		r = vgpu_xen_agent_connect(domid, h->agent_timeout_s * 1000, &a, version, sizeof(version), err);
+		vgpu_xen_agent_close(a);
+		pthread_mutex_unlock(agent_lock(x, domid));
+		if (r < 0) {
+			/* the pod's own link goes with the pod; xenconsoled's file stays for a post-mortem */
+			_cleanup_free_ char *guest_log = vgpu_xen_consoled_log_path(NULL, s->xen_domain);
+			vgpu_err_prefix(err, "sandbox %s: domain %s (console: %s)", s->id, s->xen_domain, guest_log);
+		}
+	}
+	if (r < 0) {
+		struct vgpu_err derr = { 0 };
+		if (vgpu_xen_domain_destroy(x->xen, domid, &derr) < 0)
+			vgpu_log(VGPU_LOG_WARN, "sandbox %s: %s", s->id, derr.msg);
+		pthread_mutex_lock(&m->lock);
+		s->xen_domid = 0;
+		pthread_mutex_unlock(&m->lock);
+		return r;
+	}
+	vgpu_log(VGPU_LOG_INFO, "sandbox %s: domain %s domid %u (%llu MiB, %u vcpus) created in %lld ms, agent %s up "
+		 "%lld ms later", s->id, s->xen_domain, domid, spec.memory_mb, spec.vcpus, (t_created - t0) / 1000000,
+		 version, (vgpu_now_ns() - t_created) / 1000000);
+	return 0;
+}
+
+int vgpu_xen_pod_stop(struct vgpu_pod_manager *m, struct vgpu_sandbox *s, struct vgpu_err *err)
+{
+	struct vgpu_xen_pods *x = m->xen;
+	pthread_mutex_lock(&m->lock);
+	uint32_t domid = s->xen_domid;
+	pthread_mutex_unlock(&m->lock);
+	if (!x || !x->xen) {
+		/* Without libxl there is nothing this daemon can destroy; a domain left behind is destroyed
+		 * by the orphan sweep of the next start on Xen (its pod record is gone by then). */
+		if (domid != 0)
+			vgpu_log(VGPU_LOG_WARN, "sandbox %s: domain %s (domid %u) cannot be destroyed: %s", s->id,
+				 s->xen_domain, domid, x ? x->why : "xen pods not initialised");
+		pthread_mutex_lock(&m->lock);
+		s->xen_domid = 0;
+		pthread_mutex_unlock(&m->lock);
+		return 0;
+	}
+	struct vgpu_xen_domain_info info;
+	int r = find_domain(x, s, &info, err);
+	if (r == 0) {
+		r = vgpu_xen_domain_destroy(x->xen, info.domid, err);
+		if (r == 0)
+			vgpu_log(VGPU_LOG_INFO, "sandbox %s: domain %s (domid %u) destroyed", s->id, s->xen_domain, info.domid);
+	}
+	if (r == -ENOENT) {
+		vgpu_err_clear(err);
+		r = 0;
+	}
+	if (r < 0) {
+		vgpu_err_prefix(err, "sandbox %s", s->id);
+		return r;
+	}
+	pthread_mutex_lock(&m->lock);
+	s->xen_domid = 0;
+	pthread_mutex_unlock(&m->lock);
+	return 0;
+}
+
+void vgpu_xen_pod_release(struct vgpu_pod_manager *m, const char *id)
+{
+	struct vgpu_xen_pods *x = m->xen;
+	if (!x || !x->xen)
+		return;
+	_cleanup_free_ struct vgpu_xen_domain_info *infos = NULL;
+	size_t n = 0;
+	struct vgpu_err err = { 0 };
+	if (vgpu_xen_domain_list(x->xen, &infos, &n, &err) < 0) {
+		vgpu_log(VGPU_LOG_WARN, "sandbox %s: %s", id, err.msg);
+		return;
+	}
+	for (size_t i = 0; i < n; i++) {
+		char prefix[VGPU_XEN_POD_ID_CHARS + 1];
+		if (!vgpu_xen_pod_domain_match(infos[i].name, prefix) || strncmp(prefix, id, VGPU_XEN_POD_ID_CHARS) != 0)
+			continue;
+		if (vgpu_xen_domain_destroy(x->xen, infos[i].domid, &err) < 0)
+			vgpu_log(VGPU_LOG_WARN, "sandbox %s: %s", id, err.msg);
+		else
+			vgpu_log(VGPU_LOG_INFO, "sandbox %s: domain %s (domid %u) destroyed", id, infos[i].name,
+				 infos[i].domid);
+	}
+}
+
+/* Compare s with its domain; returns true if the record changed. */
+static bool reconcile(struct vgpu_pod_manager *m, struct vgpu_sandbox *s, bool at_start)
+{
+	struct vgpu_xen_pods *x = m->xen;
+	pthread_mutex_lock(&m->lock);
+	bool ready = s->state == RUNTIME__V1__POD_SANDBOX_STATE__SANDBOX_READY;
+	uint32_t domid = s->xen_domid;
+	pthread_mutex_unlock(&m->lock);
+	if (!ready)
+		return false;
+	const char *why = NULL;
+	struct vgpu_xen_domain_info info;
+	struct vgpu_err err = { 0 };
+	int r = x && x->xen ? find_domain(x, s, &info, &err) : -ENODEV;
+	if (r == -ENODEV)
+		why = "Xen is not available to this daemon";
+	else if (r == -ENOENT)
+		why = "its domain is gone";
+	else if (r < 0)
+		return false; /* libxl trouble: keep what we know, say so */
+	else if (info.state == VGPU_XEN_STATE_SHUTDOWN || info.state == VGPU_XEN_STATE_DYING)
+		why = "its domain shut down";
+	pthread_mutex_lock(&m->lock);
+	if (why) {
+		s->state = RUNTIME__V1__POD_SANDBOX_STATE__SANDBOX_NOTREADY;
+	} else {
+		s->xen_domid = info.domid;
+	}
+	pthread_mutex_unlock(&m->lock);
+	if (why) {
+		vgpu_log(VGPU_LOG_WARN, "sandbox %s: domain %s: %s: not ready", s->id, s->xen_domain, why);
+		/* libxl does not act on on_poweroff: a shut-down guest is ours to destroy */
+		if (r == 0 && vgpu_xen_domain_destroy(x->xen, info.domid, &err) < 0)
+			vgpu_log(VGPU_LOG_WARN, "sandbox %s: %s", s->id, err.msg);
+		return true;
+	}
+	if (at_start)
+		vgpu_log(VGPU_LOG_INFO, "sandbox %s: reattached to domain %s (domid %u)", s->id, s->xen_domain, info.domid);
+	return info.domid != domid;
+}
+
+void vgpu_xen_pod_refresh(struct vgpu_pod_manager *m, struct vgpu_sandbox *s)
+{
+	if (reconcile(m, s, false))
+		(void)vgpu_sandbox_save(m, s, NULL);
+}
+
+void vgpu_xen_pods_refresh_all(struct vgpu_pod_manager *m)
+{
+	struct vgpu_xen_pods *x = m->xen;
+	if (!x || !x->xen)
+		return;
+	size_t n = 0, i = 0;
+	pthread_mutex_lock(&m->lock);
+	for (struct vgpu_sandbox *s = m->sandboxes; s; s = s->next)
+		n += s->xen_domain && s->phase == VGPU_PHASE_LIVE;
+	struct vgpu_sandbox **v = vgpu_calloc(n + 1, sizeof(*v));
+	for (struct vgpu_sandbox *s = m->sandboxes; s && i < n; s = s->next)
+		if (s->xen_domain && s->phase == VGPU_PHASE_LIVE) {
+			s->refs++;
+			v[i++] = s;
+		}
+	pthread_mutex_unlock(&m->lock);
+	for (size_t k = 0; k < i; k++) {
+		vgpu_xen_pod_refresh(m, v[k]);
+		vgpu_sandbox_put(m, v[k]);
+	}
+	free(v);
+}
+
+void vgpu_xen_pod_recover(struct vgpu_pod_manager *m, struct vgpu_sandbox *s)
+{
+	if (reconcile(m, s, true))
+		(void)vgpu_sandbox_save(m, s, NULL);
+}
+
+void vgpu_xen_pods_sweep(struct vgpu_pod_manager *m)
+{
+	struct vgpu_xen_pods *x = m->xen;
+	if (!x || !x->xen)
+		return;
+	_cleanup_free_ struct vgpu_xen_domain_info *infos = NULL;
+	size_t n = 0;
+	struct vgpu_err err = { 0 };
+	if (vgpu_xen_domain_list(x->xen, &infos, &n, &err) < 0) {
+		vgpu_log(VGPU_LOG_WARN, "xen pods: %s", err.msg);
+		return;
+	}
+	for (size_t i = 0; i < n; i++) {
+		char prefix[VGPU_XEN_POD_ID_CHARS + 1];
+		if (!vgpu_xen_pod_domain_match(infos[i].name, prefix))
+			continue;
+		bool owned = false;
+		pthread_mutex_lock(&m->lock);
+		for (struct vgpu_sandbox *s = m->sandboxes; s && !owned; s = s->next)
+			owned = s->xen_domain && strcmp(s->xen_domain, infos[i].name) == 0;
+		pthread_mutex_unlock(&m->lock);
+		if (owned)
+			continue;
+		if (vgpu_xen_domain_destroy(x->xen, infos[i].domid, &err) < 0)
+			vgpu_log(VGPU_LOG_WARN, "xen pods: orphan domain %s: %s", infos[i].name, err.msg);
+		else
+			vgpu_log(VGPU_LOG_WARN, "xen pods: destroyed domain %s (domid %u): no pod owns it", infos[i].name,
+				 infos[i].domid);
+	}
+}
+
+int vgpu_xen_pod_exec(struct vgpu_pod_manager *m, struct vgpu_sandbox *s, const char *const *argv,
+		      uint32_t timeout_ms, struct vgpu_xen_exec_result *res, struct vgpu_err *err)
+{
+	struct vgpu_xen_pods *x = m->xen;
+	int r = vgpu_xen_pods_available(m, err);
+	if (r < 0)
+		return r;
+	pthread_mutex_lock(&m->lock);
+	uint32_t domid = s->xen_domid;
+	bool ready = s->state == RUNTIME__V1__POD_SANDBOX_STATE__SANDBOX_READY;
+	pthread_mutex_unlock(&m->lock);
+	if (!ready || domid == 0)
+		return vgpu_err_set(err, -EBUSY, "sandbox %s is not ready", s->id);
+	struct vgpu_xen_agent *a = NULL;
+	pthread_mutex_lock(agent_lock(x, domid));
+	r = vgpu_xen_agent_connect(domid, EXEC_CONNECT_MS, &a, NULL, 0, err);
+	if (r == 0)
+		r = vgpu_xen_agent_exec(a, argv, timeout_ms, res, err);
+	vgpu_xen_agent_close(a);
+	pthread_mutex_unlock(agent_lock(x, domid));
+	if (r < 0)
+		vgpu_err_prefix(err, "sandbox %s", s->id);
+	return r;
+}
