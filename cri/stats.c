@@ -183,8 +183,33 @@ static Runtime__V1__ContainerAttributes *container_attrs(const struct vgpu_conta
 	return a;
 }
 
-/* mgr->lock held (for the sample fields); reads small cgroup files only. */
-static Runtime__V1__ContainerStats *container_stats_locked(struct vgpu_pod_manager *m, struct vgpu_container *c)
+/* Writable-layer sizes walk a directory tree: done after mgr->lock is released, on containers
+ * kept alive by a reference taken under the lock. */
+struct du_job {
+	Runtime__V1__ContainerStats *st;
+	struct vgpu_container *c;
+	long long ts;
+};
+struct du_jobs {
+	struct du_job *v;
+	size_t n, cap;
+};
+
+static void du_jobs_run(struct vgpu_pod_manager *m, struct du_jobs *jobs)
+{
+	for (size_t i = 0; i < jobs->n; i++) {
+		jobs->v[i].st->writable_layer = writable_layer(m, jobs->v[i].c, jobs->v[i].ts);
+		vgpu_container_put(m, jobs->v[i].c);
+	}
+	free(jobs->v);
+	jobs->v = NULL;
+	jobs->n = jobs->cap = 0;
+}
+
+/* mgr->lock held (for the sample fields); reads small cgroup files only; the writable layer is
+ * queued on jobs. */
+static Runtime__V1__ContainerStats *container_stats_locked(struct vgpu_pod_manager *m, struct vgpu_container *c,
+							   struct du_jobs *jobs)
 {
 	long long ts = vgpu_wall_ns();
 	struct cg_sample s;
@@ -194,7 +219,14 @@ static Runtime__V1__ContainerStats *container_stats_locked(struct vgpu_pod_manag
 	st->attributes = container_attrs(c);
 	st->cpu = cpu_usage(&s, ts, &c->last_cpu_ns, &c->last_cpu_ts);
 	st->memory = memory_usage(&s, ts);
-	st->writable_layer = writable_layer(m, c, ts);
+	if (jobs->n == jobs->cap) {
+		jobs->cap = jobs->cap ? 2 * jobs->cap : 16;
+		jobs->v = reallocarray(jobs->v, jobs->cap, sizeof(*jobs->v));
+		if (!jobs->v)
+			abort(); /* as vgpu_calloc */
+	}
+	c->refs++;
+	jobs->v[jobs->n++] = (struct du_job){ st, c, ts };
 	return st;
 }
 
@@ -209,9 +241,11 @@ int vgpu_rpc_container_stats(struct vgpu_daemon *d, const ProtobufCMessage *req_
 		return r;
 	Runtime__V1__ContainerStatsResponse *out = vgpu_calloc(1, sizeof(*out));
 	runtime__v1__container_stats_response__init(out);
+	struct du_jobs jobs = { 0 };
 	pthread_mutex_lock(&m->lock);
-	out->stats = container_stats_locked(m, c);
+	out->stats = container_stats_locked(m, c, &jobs);
 	pthread_mutex_unlock(&m->lock);
+	du_jobs_run(m, &jobs);
 	vgpu_container_put(m, c);
 	*resp = &out->base;
 	return 0;
@@ -238,15 +272,18 @@ int vgpu_rpc_list_container_stats(struct vgpu_daemon *d, const ProtobufCMessage 
 	for (struct vgpu_container *c = m->containers; c; c = c->next)
 		n++;
 	out->stats = vgpu_calloc(n + 1, sizeof(*out->stats));
+	struct du_jobs jobs = { 0 };
 	for (struct vgpu_container *c = m->containers; c; c = c->next)
 		if (stats_match(c, req->filter))
-			out->stats[out->n_stats++] = container_stats_locked(m, c);
+			out->stats[out->n_stats++] = container_stats_locked(m, c, &jobs);
 	pthread_mutex_unlock(&m->lock);
+	du_jobs_run(m, &jobs);
 	*resp = &out->base;
 	return 0;
 }
 
-static Runtime__V1__PodSandboxStats *pod_stats_locked(struct vgpu_pod_manager *m, struct vgpu_sandbox *s)
+static Runtime__V1__PodSandboxStats *pod_stats_locked(struct vgpu_pod_manager *m, struct vgpu_sandbox *s,
+						      struct du_jobs *jobs)
 {
 	long long ts = vgpu_wall_ns();
 	Runtime__V1__PodSandboxStats *st = vgpu_calloc(1, sizeof(*st));
@@ -272,7 +309,7 @@ static Runtime__V1__PodSandboxStats *pod_stats_locked(struct vgpu_pod_manager *m
 	for (struct vgpu_container *c = m->containers; c; c = c->next) {
 		if (c->phase != VGPU_PHASE_LIVE || strcmp(c->sandbox_id, s->id) != 0)
 			continue;
-		Runtime__V1__ContainerStats *cs = container_stats_locked(m, c);
+		Runtime__V1__ContainerStats *cs = container_stats_locked(m, c, jobs);
 		sum.cpu_ns += cs->cpu->usage_core_nano_seconds->value;
 		sum.working_set += cs->memory->working_set_bytes->value;
 		sum.mem_usage += cs->memory->usage_bytes->value;
@@ -305,9 +342,11 @@ int vgpu_rpc_pod_sandbox_stats(struct vgpu_daemon *d, const ProtobufCMessage *re
 		return r;
 	Runtime__V1__PodSandboxStatsResponse *out = vgpu_calloc(1, sizeof(*out));
 	runtime__v1__pod_sandbox_stats_response__init(out);
+	struct du_jobs jobs = { 0 };
 	pthread_mutex_lock(&m->lock);
-	out->stats = pod_stats_locked(m, s);
+	out->stats = pod_stats_locked(m, s, &jobs);
 	pthread_mutex_unlock(&m->lock);
+	du_jobs_run(m, &jobs);
 	vgpu_sandbox_put(m, s);
 	*resp = &out->base;
 	return 0;
@@ -327,6 +366,7 @@ int vgpu_rpc_list_pod_sandbox_stats(struct vgpu_daemon *d, const ProtobufCMessag
 		n++;
 	out->stats = vgpu_calloc(n + 1, sizeof(*out->stats));
 	const Runtime__V1__PodSandboxStatsFilter *f = req->filter;
+	struct du_jobs jobs = { 0 };
 	for (struct vgpu_sandbox *s = m->sandboxes; s; s = s->next) {
 		if (s->phase != VGPU_PHASE_LIVE)
 			continue;
@@ -335,9 +375,10 @@ int vgpu_rpc_list_pod_sandbox_stats(struct vgpu_daemon *d, const ProtobufCMessag
 		if (f && !vgpu_labels_match((void *const *)s->config->labels, s->config->n_labels,
 					    (void *const *)f->label_selector, f->n_label_selector))
 			continue;
-		out->stats[out->n_stats++] = pod_stats_locked(m, s);
+		out->stats[out->n_stats++] = pod_stats_locked(m, s, &jobs);
 	}
 	pthread_mutex_unlock(&m->lock);
+	du_jobs_run(m, &jobs);
 	*resp = &out->base;
 	return 0;
 }
