@@ -128,8 +128,8 @@ static int top_once(grpc_channel *ch, bool clear)
 	char ts[32];
 	strftime(ts, sizeof(ts), "%H:%M:%S", localtime(&now));
 	printf("vgpuctl top - %s - %zu GPU pod(s)\n", ts, r->n_pod_metrics);
-	printf("%-16s %-20s %-13s %10s %10s %10s %4s %9s %9s %10s %10s %9s %6s\n", "NAMESPACE", "POD", "SANDBOX",
-	       "MEM", "LIMIT", "PEAK", "SHR%", "LAUNCHES", "BUSY(s)", "HTOD", "DTOH", "CALLS", "ERRORS");
+	printf("%-16s %-20s %-13s %10s %10s %10s %4s %9s %9s %8s %10s %10s %9s %6s\n", "NAMESPACE", "POD", "SANDBOX",
+	       "MEM", "LIMIT", "PEAK", "SHR%", "LAUNCHES", "BUSY(s)", "WAIT(s)", "HTOD", "DTOH", "CALLS", "ERRORS");
 	for (size_t i = 0; i < r->n_pod_metrics; i++) {
 		const Runtime__V1__PodSandboxMetrics *pm = r->pod_metrics[i];
 		char mem[16], lim[16], peak[16], htod[16], dtoh[16];
@@ -142,10 +142,11 @@ static int top_once(grpc_channel *ch, bool clear)
 		human(peak, sizeof(peak), metric(pm, "vgpu_gpu_memory_peak_bytes"));
 		human(htod, sizeof(htod), metric(pm, "vgpu_gpu_htod_bytes_total"));
 		human(dtoh, sizeof(dtoh), metric(pm, "vgpu_gpu_dtoh_bytes_total"));
-		printf("%-16.16s %-20.20s %-13.13s %10s %10s %10s %4llu %9llu %9.3f %10s %10s %9llu %6llu\n", label(pm, 0),
-		       label(pm, 1), pm->pod_sandbox_id, mem, lim, peak, metric(pm, "vgpu_gpu_compute_share_percent"),
-		       metric(pm, "vgpu_gpu_kernel_launches_total"),
-		       (double)metric(pm, "vgpu_gpu_busy_nanoseconds_total") / 1e9, htod, dtoh,
+		printf("%-16.16s %-20.20s %-13.13s %10s %10s %10s %4llu %9llu %9.3f %8.3f %10s %10s %9llu %6llu\n",
+		       label(pm, 0), label(pm, 1), pm->pod_sandbox_id, mem, lim, peak,
+		       metric(pm, "vgpu_gpu_compute_share_percent"), metric(pm, "vgpu_gpu_kernel_launches_total"),
+		       (double)metric(pm, "vgpu_gpu_busy_nanoseconds_total") / 1e9,
+		       (double)metric(pm, "vgpu_gpu_share_wait_nanoseconds_total") / 1e9, htod, dtoh,
 		       metric(pm, "vgpu_gpu_api_calls_total"), metric(pm, "vgpu_gpu_api_errors_total"));
 	}
 	fflush(stdout);
@@ -156,7 +157,8 @@ static int top_once(grpc_channel *ch, bool clear)
 static void usage(FILE *out)
 {
 	fprintf(out, "Usage: vgpuctl [--socket PATH] top [--once] [--iterations N] [--interval SECONDS]\n"
-		     "Shows each GPU pod's usage (memory, launches, GPU busy time, copies, calls) from vgpu-cri.\n"
+		     "Shows each GPU pod's usage (memory, launches, GPU busy time, time waited for other pods' GPU\n"
+		     "turns under compute shares, copies, calls) from vgpu-cri.\n"
 		     "  --socket PATH   the daemon's CRI socket (default " DEFAULT_SOCKET ")\n");
 }
 

@@ -156,6 +156,9 @@ def test_two_gpu_pods_results_metrics_quota_and_stop(daemon, img, tmp_path):
     assert code_b == 0 and out_b.count("vector_add: OK") == 2, out_b
     assert "device: " in out_a and "soft" in out_a.lower(), out_a  # the soft TEST DEVICE says so
 
+    # the broker sees a channel close when the exited program's socket hangs up: soon, not at once
+    wait_for(lambda: all(metrics(daemon)[p]["vgpu_gpu_channels"] == 0 for p in (pod_a, pod_b)), timeout=30,
+             what="both pods' channels closed")
     m = metrics(daemon)
     assert set(m) >= {pod_a, pod_b}, m
     a, b = m[pod_a], m[pod_b]
@@ -170,6 +173,16 @@ def test_two_gpu_pods_results_metrics_quota_and_stop(daemon, img, tmp_path):
     assert a["vgpu_gpu_memory_peak_bytes"] == 3 * VECTOR_BYTES, a
     assert a["vgpu_gpu_memory_limit_bytes"] == 64 * MIB and b["vgpu_gpu_memory_limit_bytes"] == 0, (a, b)
     assert a["vgpu_gpu_channels"] == 0 and b["vgpu_gpu_channels"] == 0
+
+    # vgpuctl top shows the same per pod (one frame)
+    top = subprocess.run([os.path.join(BUILD_DIR, "cri", "vgpuctl"), "--socket", daemon.socket, "top", "--once"],
+                         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=30)
+    assert top.returncode == 0 and "2 GPU pod(s)" in top.stdout, top.stdout
+    header = top.stdout.splitlines()[1].split()
+    rows = {ln.split()[1]: ln.split() for ln in top.stdout.splitlines()[2:] if ln.strip()}
+    assert set(rows) == {"gpu-a", "gpu-b"}, top.stdout
+    assert rows["gpu-a"][header.index("LAUNCHES")] == "1" and rows["gpu-b"][header.index("LAUNCHES")] == "2", top.stdout
+    assert rows["gpu-a"][header.index("LIMIT")] == "64.0MiB" and rows["gpu-b"][header.index("LIMIT")] == "-", top.stdout
 
     # the 64 MiB quota: pod a stops at 64 MiB and sees 64 MiB in cuMemGetInfo; pod b goes on
     qa = run_container(daemon, pod_a, cfg_a, img, "qa", ["mem_quota", "256"])
