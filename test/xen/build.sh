@@ -94,7 +94,7 @@ gcc "${cflags[@]}" -static -I"$top/cri" -o "$B/agent-check" "$here/agent-check.c
 	"${vchan_libs[@]}"
 # a CRI client for the pod scenario (gRPC core + the daemon's generated protobuf-c messages)
 # shellcheck disable=SC2046
-gcc "${cflags[@]}" -I"$BUILD/proto" -o "$B/cri-client" "$here/cri-client.c" "$BUILD/proto/libvgpu_proto.a" \
+gcc "${cflags[@]}" -I"$BUILD/proto" -I"$top/cri" -o "$B/cri-client" "$here/cri-client.c" "$top/cri/cri_client.c" "$BUILD/proto/libvgpu_proto.a" \
 	$(pkg-config --cflags --libs grpc libprotobuf-c)
 
 # ---- root filesystems ----
