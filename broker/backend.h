@@ -72,6 +72,33 @@ struct backend_ops {
     int (*event_query)(struct backend *be, void *ctx, void *e);
     int (*event_sync)(struct backend *be, void *ctx, void *e);
     int (*event_elapsed)(struct backend *be, void *ctx, void *a, void *b, float *ms);
+    /* Stream-ordered memory, the default pool's attributes, context limits (dispatch_ext.c).
+     * Attribute values travel as 64 bits whatever the attribute's C type. */
+    int (*mem_alloc_async)(struct backend *be, void *ctx, uint64_t size, void *stream,
+                           uint64_t *dptr);
+    int (*mem_free_async)(struct backend *be, void *ctx, uint64_t dptr, void *stream);
+    int (*pool_attr)(struct backend *be, void *ctx, int attr, bool set, uint64_t *value);
+    int (*ctx_limit)(struct backend *be, void *ctx, int limit, bool set, uint64_t *value);
+    int (*occupancy)(struct backend *be, void *ctx, void *fn, const struct idm_occupancy_req *r,
+                     uint64_t *value);
+    /* Stream capture and graphs; capture always runs in relaxed mode (see dispatch_ext.c). */
+    int (*capture_begin)(struct backend *be, void *ctx, void *stream);
+    int (*capture_end)(struct backend *be, void *ctx, void *stream, void **graph);
+    int (*capture_status)(struct backend *be, void *ctx, void *stream, uint32_t *status,
+                          uint64_t *id);
+    int (*graph_instantiate)(struct backend *be, void *ctx, void *graph, uint64_t flags,
+                             void **exec);
+    int (*graph_destroy)(struct backend *be, void *ctx, void *graph);
+    int (*graph_exec_destroy)(struct backend *be, void *ctx, void *exec);
+    int (*graph_node_count)(struct backend *be, void *ctx, void *graph, uint64_t *n);
+    int (*graph_launch)(struct backend *be, void *ctx, void *exec, void *stream);
+    /* A launch with checked value attributes (NULL: attributes are ignored). */
+    int (*launch_ex)(struct backend *be, void *ctx, void *fn, const uint32_t grid[3],
+                     const uint32_t block[3], uint32_t shmem, void *stream, void **params,
+                     const struct idm_launch_attr *attrs, uint32_t nattrs);
+    /* Encodes a TMA descriptor (the request's address already checked). */
+    int (*tensor_map)(struct backend *be, void *ctx, const struct idm_tensor_map_req *r,
+                      uint8_t map[128]);
 };
 
 struct backend {

@@ -60,11 +60,46 @@
     X(event_sync, "cuEventSynchronize", (CUevent))                                             \
     X(event_elapsed, "cuEventElapsedTime", (float *, CUevent, CUevent))
 
+/* Needed only by the runtime-API, cuBLAS and PyTorch paths (dispatch_ext.c): a driver without
+ * one of them still serves everything else (the operation answers CUDA_ERROR_NOT_SUPPORTED). */
+#define CUDA_EXT_FNS(X)                                                                        \
+    X(mem_alloc_async, "cuMemAllocAsync", (CUdeviceptr *, size_t, CUstream))                   \
+    X(mem_free_async, "cuMemFreeAsync", (CUdeviceptr, CUstream))                               \
+    X(default_pool, "cuDeviceGetDefaultMemPool", (void **, CUdevice))                          \
+    X(pool_set, "cuMemPoolSetAttribute", (void *, int, void *))                                \
+    X(pool_get, "cuMemPoolGetAttribute", (void *, int, void *))                                \
+    X(limit_get, "cuCtxGetLimit", (size_t *, int))                                             \
+    X(limit_set, "cuCtxSetLimit", (int, size_t))                                               \
+    X(occ_blocks, "cuOccupancyMaxActiveBlocksPerMultiprocessorWithFlags",                      \
+      (int *, CUfunction, int, size_t, unsigned))                                              \
+    X(occ_smem, "cuOccupancyAvailableDynamicSMemPerBlock", (size_t *, CUfunction, int, int))   \
+    X(occ_clusters, "cuOccupancyMaxActiveClusters", (int *, CUfunction, const CUlaunchConfig *)) \
+    X(occ_cluster_size, "cuOccupancyMaxPotentialClusterSize",                                  \
+      (int *, CUfunction, const CUlaunchConfig *))                                             \
+    X(capture_begin, "cuStreamBeginCapture_v2", (CUstream, int))                               \
+    X(capture_end, "cuStreamEndCapture", (CUstream, void **))                                  \
+    X(capture_info, "cuStreamGetCaptureInfo_v2",                                               \
+      (CUstream, int *, uint64_t *, void **, const void **, size_t *))                         \
+    X(graph_instantiate, "cuGraphInstantiateWithFlags", (void **, void *, unsigned long long)) \
+    X(graph_destroy, "cuGraphDestroy", (void *))                                               \
+    X(graph_exec_destroy, "cuGraphExecDestroy", (void *))                                      \
+    X(graph_nodes, "cuGraphGetNodes", (void *, void **, size_t *))                             \
+    X(graph_launch, "cuGraphLaunch", (void *, CUstream))                                       \
+    X(launch_ex, "cuLaunchKernelEx", (const CUlaunchConfig *, CUfunction, void **, void **))   \
+    X(tmap_tiled, "cuTensorMapEncodeTiled",                                                    \
+      (void *, int, uint32_t, void *, const uint64_t *, const uint64_t *, const uint32_t *,    \
+       const uint32_t *, int, int, int, int))                                                  \
+    X(tmap_im2col, "cuTensorMapEncodeIm2col",                                                  \
+      (void *, int, uint32_t, void *, const uint64_t *, const uint64_t *, const int *,         \
+       const int *, uint32_t, uint32_t, const uint32_t *, int, int, int, int))                 \
+    X(tmap_replace, "cuTensorMapReplaceAddress", (void *, void *))
+
 struct cuda_be {
     void *lib;
     CUdevice dev;
 #define X(n, sym, args) CUresult(*n) args;
     CUDA_FNS(X)
+    CUDA_EXT_FNS(X)
 #undef X
 };
 
@@ -97,6 +132,13 @@ static int cuda_init(struct backend *be, const struct broker_config *cfg, struct
         memcpy(&c->n, &p, sizeof p);                                                           \
     }
     CUDA_FNS(X)
+#undef X
+#define X(n, sym, args)                                                                        \
+    {                                                                                          \
+        void *p = dlsym(c->lib, sym);                                                          \
+        memcpy(&c->n, &p, sizeof p);                                                           \
+    }
+    CUDA_EXT_FNS(X)
 #undef X
     CUresult r = c->init(0);
     if (r == CUDA_SUCCESS)
@@ -400,6 +442,235 @@ static int cuda_event_elapsed(struct backend *be, void *ctx, void *a, void *b, f
     return CB(be)->event_elapsed(ms, a, b);
 }
 
+/* ---- dispatch_ext.c's operations; each checks its optional symbol ---- */
+
+#define NEED(fn)                                                                               \
+    do {                                                                                       \
+        if (CB(be)->fn == NULL)                                                                \
+            return CUDA_ERROR_NOT_SUPPORTED;                                                   \
+    } while (0)
+
+static int cuda_mem_alloc_async(struct backend *be, void *ctx, uint64_t size, void *stream,
+                                uint64_t *dptr)
+{
+    NEED(mem_alloc_async);
+    CUdeviceptr p = 0;
+    CUresult r = CB(be)->mem_alloc_async(&p, size, stream);
+    *dptr = p;
+    return r;
+}
+
+static int cuda_mem_free_async(struct backend *be, void *ctx, uint64_t dptr, void *stream)
+{
+    NEED(mem_free_async);
+    return CB(be)->mem_free_async(dptr, stream);
+}
+
+static int cuda_pool_attr(struct backend *be, void *ctx, int attr, bool set, uint64_t *value)
+{
+    NEED(default_pool);
+    NEED(pool_set);
+    NEED(pool_get);
+    void *pool = NULL;
+    CUresult r = CB(be)->default_pool(&pool, CB(be)->dev);
+    if (r != CUDA_SUCCESS)
+        return r;
+    if (attr <= 3) { /* int attributes */
+        int v = (int)*value;
+        r = set ? CB(be)->pool_set(pool, attr, &v) : CB(be)->pool_get(pool, attr, &v);
+        *value = (uint64_t)v;
+        return r;
+    }
+    uint64_t v = *value;
+    r = set ? CB(be)->pool_set(pool, attr, &v) : CB(be)->pool_get(pool, attr, &v);
+    *value = v;
+    return r;
+}
+
+static int cuda_ctx_limit(struct backend *be, void *ctx, int limit, bool set, uint64_t *value)
+{
+    NEED(limit_get);
+    NEED(limit_set);
+    if (set)
+        return CB(be)->limit_set(limit, *value);
+    size_t v = 0;
+    CUresult r = CB(be)->limit_get(&v, limit);
+    *value = v;
+    return r;
+}
+
+/* The launch configuration of a cluster query: grid, block, shared memory and the cluster's
+ * shape and scheduling policy (the only attributes these queries read). */
+static void occ_config(const struct idm_occupancy_req *q, CUlaunchConfig *cfg,
+                       CUlaunchAttribute attrs[2])
+{
+    memset(cfg, 0, sizeof *cfg);
+    memset(attrs, 0, 2 * sizeof *attrs);
+    cfg->gridDimX = q->grid[0];
+    cfg->gridDimY = q->grid[1];
+    cfg->gridDimZ = q->grid[2];
+    cfg->blockDimX = q->block[0];
+    cfg->blockDimY = q->block[1];
+    cfg->blockDimZ = q->block[2];
+    cfg->sharedMemBytes = q->shmem;
+    cfg->attrs = attrs;
+    if (q->cluster[0] != 0) {
+        attrs[cfg->numAttrs].id = 4; /* CU_LAUNCH_ATTRIBUTE_CLUSTER_DIMENSION */
+        memcpy(attrs[cfg->numAttrs].value, q->cluster, sizeof q->cluster);
+        cfg->numAttrs++;
+    }
+    if (q->cluster_policy != 0) {
+        attrs[cfg->numAttrs].id = 5; /* CU_LAUNCH_ATTRIBUTE_CLUSTER_SCHEDULING_POLICY_PREFERENCE */
+        memcpy(attrs[cfg->numAttrs].value, &q->cluster_policy, sizeof q->cluster_policy);
+        cfg->numAttrs++;
+    }
+}
+
+static int cuda_occupancy(struct backend *be, void *ctx, void *fn,
+                          const struct idm_occupancy_req *q, uint64_t *value)
+{
+    struct cuda_be *c = CB(be);
+    CUlaunchConfig cfg;
+    CUlaunchAttribute attrs[2];
+    int n = 0;
+    size_t bytes = 0;
+    CUresult r;
+    switch (q->kind) {
+    case IDM_OCC_BLOCKS:
+        NEED(occ_blocks);
+        r = c->occ_blocks(&n, fn, q->block_size, q->dyn_smem, q->flags);
+        *value = (uint64_t)n;
+        return r;
+    case IDM_OCC_DYN_SMEM:
+        NEED(occ_smem);
+        r = c->occ_smem(&bytes, fn, q->num_blocks, q->block_size);
+        *value = bytes;
+        return r;
+    case IDM_OCC_CLUSTERS:
+    case IDM_OCC_CLUSTER_SIZE:
+        NEED(occ_clusters);
+        NEED(occ_cluster_size);
+        occ_config(q, &cfg, attrs);
+        r = q->kind == IDM_OCC_CLUSTERS ? c->occ_clusters(&n, fn, &cfg)
+                                        : c->occ_cluster_size(&n, fn, &cfg);
+        *value = (uint64_t)n;
+        return r;
+    default:
+        return CUDA_ERROR_INVALID_VALUE;
+    }
+}
+
+static int cuda_capture_begin(struct backend *be, void *ctx, void *stream)
+{
+    NEED(capture_begin);
+    return CB(be)->capture_begin(stream, 2 /* CU_STREAM_CAPTURE_MODE_RELAXED */);
+}
+
+static int cuda_capture_end(struct backend *be, void *ctx, void *stream, void **graph)
+{
+    NEED(capture_end);
+    return CB(be)->capture_end(stream, graph);
+}
+
+static int cuda_capture_status(struct backend *be, void *ctx, void *stream, uint32_t *status,
+                               uint64_t *id)
+{
+    NEED(capture_info);
+    int st = 0;
+    uint64_t cid = 0;
+    CUresult r = CB(be)->capture_info(stream, &st, &cid, NULL, NULL, NULL);
+    *status = (uint32_t)st;
+    *id = cid;
+    return r;
+}
+
+static int cuda_graph_instantiate(struct backend *be, void *ctx, void *graph, uint64_t flags,
+                                  void **exec)
+{
+    NEED(graph_instantiate);
+    return CB(be)->graph_instantiate(exec, graph, flags);
+}
+
+static int cuda_graph_destroy(struct backend *be, void *ctx, void *graph)
+{
+    NEED(graph_destroy);
+    return CB(be)->graph_destroy(graph);
+}
+
+static int cuda_graph_exec_destroy(struct backend *be, void *ctx, void *exec)
+{
+    NEED(graph_exec_destroy);
+    return CB(be)->graph_exec_destroy(exec);
+}
+
+static int cuda_graph_node_count(struct backend *be, void *ctx, void *graph, uint64_t *n)
+{
+    NEED(graph_nodes);
+    size_t count = 0;
+    CUresult r = CB(be)->graph_nodes(graph, NULL, &count);
+    *n = count;
+    return r;
+}
+
+static int cuda_graph_launch(struct backend *be, void *ctx, void *exec, void *stream)
+{
+    NEED(graph_launch);
+    return CB(be)->graph_launch(exec, stream);
+}
+
+static int cuda_launch_ex(struct backend *be, void *ctx, void *fn, const uint32_t grid[3],
+                          const uint32_t block[3], uint32_t shmem, void *stream, void **params,
+                          const struct idm_launch_attr *attrs, uint32_t nattrs)
+{
+    NEED(launch_ex);
+    CUlaunchAttribute a[IDM_LAUNCH_ATTRS];
+    CUlaunchConfig cfg = { grid[0], grid[1], grid[2], block[0], block[1], block[2], shmem,
+                           stream, a, nattrs };
+    for (uint32_t i = 0; i < nattrs && i < IDM_LAUNCH_ATTRS; i++) {
+        memset(&a[i], 0, sizeof a[i]);
+        a[i].id = attrs[i].id;
+        memcpy(a[i].value, attrs[i].value, sizeof a[i].value);
+    }
+    return CB(be)->launch_ex(&cfg, fn, params, NULL);
+}
+
+/* 128-byte, 64-byte-aligned CUtensorMap */
+struct tmap {
+    _Alignas(64) uint8_t b[128];
+};
+
+static int cuda_tensor_map(struct backend *be, void *ctx, const struct idm_tensor_map_req *r,
+                           uint8_t map[128])
+{
+    struct cuda_be *c = CB(be);
+    struct tmap m;
+    CUresult rc;
+    void *addr = (void *)(uintptr_t)r->address;
+    switch (r->kind) {
+    case IDM_TMAP_TILED:
+        NEED(tmap_tiled);
+        rc = c->tmap_tiled(&m, (int)r->dtype, r->rank, addr, r->dims, r->strides, r->box,
+                           r->elem_strides, (int)r->interleave, (int)r->swizzle, (int)r->l2promo,
+                           (int)r->oobfill);
+        break;
+    case IDM_TMAP_IM2COL:
+        NEED(tmap_im2col);
+        rc = c->tmap_im2col(&m, (int)r->dtype, r->rank, addr, r->dims, r->strides, r->lower,
+                            r->upper, r->channels_per_pixel, r->pixels_per_column,
+                            r->elem_strides, (int)r->interleave, (int)r->swizzle,
+                            (int)r->l2promo, (int)r->oobfill);
+        break;
+    default:
+        NEED(tmap_replace);
+        memcpy(m.b, r->map, sizeof m.b);
+        rc = c->tmap_replace(&m, addr);
+        break;
+    }
+    if (rc == CUDA_SUCCESS)
+        memcpy(map, m.b, sizeof m.b);
+    return rc;
+}
+
 const struct backend_ops broker_backend_cuda = {
     .name = "cuda",
     .is_soft = false,
@@ -437,4 +708,19 @@ const struct backend_ops broker_backend_cuda = {
     .event_query = cuda_event_query,
     .event_sync = cuda_event_sync,
     .event_elapsed = cuda_event_elapsed,
+    .mem_alloc_async = cuda_mem_alloc_async,
+    .mem_free_async = cuda_mem_free_async,
+    .pool_attr = cuda_pool_attr,
+    .ctx_limit = cuda_ctx_limit,
+    .occupancy = cuda_occupancy,
+    .capture_begin = cuda_capture_begin,
+    .capture_end = cuda_capture_end,
+    .capture_status = cuda_capture_status,
+    .graph_instantiate = cuda_graph_instantiate,
+    .graph_destroy = cuda_graph_destroy,
+    .graph_exec_destroy = cuda_graph_exec_destroy,
+    .graph_node_count = cuda_graph_node_count,
+    .graph_launch = cuda_graph_launch,
+    .launch_ex = cuda_launch_ex,
+    .tensor_map = cuda_tensor_map,
 };

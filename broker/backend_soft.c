@@ -114,6 +114,7 @@ static int soft_device_info(struct backend *be, struct idm_hello *h)
         { CU_DEVICE_ATTRIBUTE_UNIFIED_ADDRESSING, 1 },
         { CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MAJOR, 9 },
         { CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MINOR, 0 },
+        { 33, 0 }, { 34, 0 }, { 50, 0 }, /* PCI bus, device, domain: the driver check reads them */
     };
     for (size_t i = 0; i < sizeof attrs / sizeof attrs[0]; i++) {
         h->attrs[attrs[i].a] = attrs[i].v;
@@ -437,6 +438,83 @@ static int soft_event_elapsed(struct backend *be, void *ctx, void *a, void *b, f
     return sticky(ctx);
 }
 
+/* ---- runtime-API extras: the soft device runs everything in order, so stream-ordered memory
+ * is plain memory; limits and the pool's attributes are remembered; occupancy is a simple model
+ * (2048 threads and 228 KiB of shared memory per multiprocessor). No capture or graphs. ---- */
+
+static int soft_mem_alloc_async(struct backend *be, void *ctx, uint64_t size, void *stream,
+                                uint64_t *dptr)
+{
+    (void)stream;
+    return soft_mem_alloc(be, ctx, size, dptr);
+}
+
+static int soft_mem_free_async(struct backend *be, void *ctx, uint64_t dptr, void *stream)
+{
+    (void)stream;
+    return soft_mem_free(be, ctx, dptr);
+}
+
+/* Guarded by the channel's serialisation: one worker serves a pod's channel at a time, and the
+ * soft device serves one pod per broker in the tests that use these. */
+static _Atomic uint64_t soft_pool_attrs[9];
+static _Atomic uint64_t soft_limits[7] = { 1024, 1u << 20, 8u << 20, 2, 2048, 32, 0 };
+
+static int soft_pool_attr(struct backend *be, void *ctx, int attr, bool set, uint64_t *value)
+{
+    (void)be;
+    (void)ctx;
+    if (attr < 1 || attr > 8)
+        return CUDA_ERROR_INVALID_VALUE;
+    if (set)
+        soft_pool_attrs[attr] = *value;
+    else
+        *value = soft_pool_attrs[attr];
+    return CUDA_SUCCESS;
+}
+
+static int soft_ctx_limit(struct backend *be, void *ctx, int limit, bool set, uint64_t *value)
+{
+    (void)be;
+    (void)ctx;
+    if (limit < 0 || limit > 6)
+        return CUDA_ERROR_UNSUPPORTED_LIMIT;
+    if (set)
+        soft_limits[limit] = *value;
+    else
+        *value = soft_limits[limit];
+    return CUDA_SUCCESS;
+}
+
+static int soft_occupancy(struct backend *be, void *ctx, void *fn,
+                          const struct idm_occupancy_req *q, uint64_t *value)
+{
+    (void)be;
+    (void)ctx;
+    (void)fn;
+    const uint64_t smem = 228u << 10;
+    switch (q->kind) {
+    case IDM_OCC_BLOCKS:
+        if (q->block_size <= 0 || q->block_size > 1024)
+            return CUDA_ERROR_INVALID_VALUE;
+        *value = 2048 / (uint64_t)q->block_size;
+        if (q->dyn_smem > 0 && smem / q->dyn_smem < *value)
+            *value = smem / q->dyn_smem;
+        return CUDA_SUCCESS;
+    case IDM_OCC_DYN_SMEM:
+        if (q->num_blocks <= 0)
+            return CUDA_ERROR_INVALID_VALUE;
+        *value = smem / (uint64_t)q->num_blocks;
+        return CUDA_SUCCESS;
+    case IDM_OCC_CLUSTERS:
+    case IDM_OCC_CLUSTER_SIZE:
+        *value = q->kind == IDM_OCC_CLUSTERS ? 16 : 8;
+        return CUDA_SUCCESS;
+    default:
+        return CUDA_ERROR_INVALID_VALUE;
+    }
+}
+
 const struct backend_ops broker_backend_soft = {
     .name = "soft",
     .is_soft = true,
@@ -474,4 +552,9 @@ const struct backend_ops broker_backend_soft = {
     .event_query = soft_event_query,
     .event_sync = soft_event_sync,
     .event_elapsed = soft_event_elapsed,
+    .mem_alloc_async = soft_mem_alloc_async,
+    .mem_free_async = soft_mem_free_async,
+    .pool_attr = soft_pool_attr,
+    .ctx_limit = soft_ctx_limit,
+    .occupancy = soft_occupancy,
 };

@@ -19,14 +19,6 @@
 #define MAX_HOST_SEG (64ull << 30)
 #define SMALL_COPY 65536
 
-struct bfunc {
-    void *be;
-    uint32_t nparams;
-    uint32_t param_size;
-    struct idm_param_desc *params;
-    void **argv;
-};
-
 struct bmod {
     void *be;
     uint32_t nfunc;
@@ -59,6 +51,14 @@ union req {
     struct idm_stream_event_req se;
     struct idm_event_create_req ec;
     struct idm_event_pair_req ep;
+    struct idm_mem_async_req ma;
+    struct idm_attr_req attr;
+    struct idm_occupancy_req occ;
+    struct idm_capture_req cap;
+    struct idm_graph_req graph;
+    struct idm_graph_launch_req gl;
+    struct idm_launch_ex_req launch_ex;
+    struct idm_tensor_map_req tmap;
 };
 
 bool broker_sticky_error(int e)
@@ -75,7 +75,7 @@ static int check_range(struct channel *c, uint64_t p, uint64_t len)
     return at_find(&c->at, p, len) != NULL ? CUDA_SUCCESS : CUDA_ERROR_INVALID_VALUE;
 }
 
-static int get_stream(struct channel *c, uint64_t h, void **s)
+int broker_get_stream(struct channel *c, uint64_t h, void **s)
 {
     *s = NULL;
     if (h == 0)
@@ -97,12 +97,9 @@ static uint8_t *scratch(struct channel *c, size_t n)
     return c->scratch;
 }
 
-static int op_mem_alloc(struct channel *c, uint64_t size, struct idm_mem_alloc_rep *rep)
+int broker_quota_take(struct pod *pod, uint64_t size)
 {
-    struct pod *pod = c->pod;
     uint64_t total;
-    if (size == 0)
-        return CUDA_ERROR_INVALID_VALUE;
     pthread_mutex_lock(&pod->lock);
     if (__builtin_add_overflow(pod->usage.mem_in_use, size, &total) ||
         (pod->quota_bytes != 0 && total > pod->quota_bytes)) {
@@ -113,16 +110,31 @@ static int op_mem_alloc(struct channel *c, uint64_t size, struct idm_mem_alloc_r
     if (total > pod->usage.mem_peak)
         pod->usage.mem_peak = total;
     pthread_mutex_unlock(&pod->lock);
+    return CUDA_SUCCESS;
+}
+
+void broker_quota_give(struct pod *pod, uint64_t size)
+{
+    pthread_mutex_lock(&pod->lock);
+    pod->usage.mem_in_use -= size;
+    pthread_mutex_unlock(&pod->lock);
+}
+
+static int op_mem_alloc(struct channel *c, uint64_t size, struct idm_mem_alloc_rep *rep)
+{
+    if (size == 0)
+        return CUDA_ERROR_INVALID_VALUE;
+    int rc = broker_quota_take(c->pod, size);
+    if (rc != CUDA_SUCCESS)
+        return rc;
     uint64_t dptr = 0;
-    int rc = BE(c)->ops->mem_alloc(BE(c), CTX(c), size, &dptr);
+    rc = BE(c)->ops->mem_alloc(BE(c), CTX(c), size, &dptr);
     if (rc == CUDA_SUCCESS && at_insert(&c->at, dptr, size, RANGE_ALLOC) < 0) {
         (void)BE(c)->ops->mem_free(BE(c), CTX(c), dptr);
         rc = CUDA_ERROR_OUT_OF_MEMORY;
     }
     if (rc != CUDA_SUCCESS) {
-        pthread_mutex_lock(&pod->lock);
-        pod->usage.mem_in_use -= size;
-        pthread_mutex_unlock(&pod->lock);
+        broker_quota_give(c->pod, size);
         return rc;
     }
     rep->dptr = dptr;
@@ -135,9 +147,7 @@ static int op_mem_free(struct channel *c, uint64_t dptr)
     if (!at_remove(&c->at, dptr, RANGE_ALLOC, &size))
         return CUDA_ERROR_INVALID_VALUE;
     int rc = BE(c)->ops->mem_free(BE(c), CTX(c), dptr);
-    pthread_mutex_lock(&c->pod->lock);
-    c->pod->usage.mem_in_use -= size;
-    pthread_mutex_unlock(&c->pod->lock);
+    broker_quota_give(c->pod, size);
     return rc;
 }
 
@@ -293,7 +303,17 @@ static int op_module_global(struct channel *c, const union req *u, const uint8_t
     return CUDA_SUCCESS;
 }
 
-static int op_launch(struct channel *c, const union req *u, const uint8_t *payload,
+/* Launch attributes that carry only values (no pointer, event or graph handle) may pass:
+ * cooperative, synchronization policy, cluster dimension and scheduling policy, programmatic
+ * stream serialization, priority, memory sync domain (map), preferred cluster dimension, shared
+ * memory carveout. Attribute 0 is "ignore". */
+static bool launch_attr_allowed(int32_t id)
+{
+    return id == 0 || id == 2 || id == 3 || id == 4 || id == 5 || id == 6 || id == 8 ||
+           id == 9 || id == 10 || id == 11 || id == 14;
+}
+
+static int op_launch(struct channel *c, uint16_t op, const union req *u, const uint8_t *payload,
                      size_t payload_max)
 {
     const struct idm_launch_req *l = &u->launch;
@@ -304,8 +324,14 @@ static int op_launch(struct channel *c, const union req *u, const uint8_t *paylo
         return CUDA_ERROR_INVALID_HANDLE;
     if (l->param_len != f->param_size)
         return CUDA_ERROR_INVALID_VALUE;
+    uint32_t nattrs = op == IDM_OP_LAUNCH_EX ? u->launch_ex.nattrs : 0;
+    if (nattrs > IDM_LAUNCH_ATTRS)
+        return CUDA_ERROR_INVALID_VALUE;
+    for (uint32_t i = 0; i < nattrs; i++)
+        if (!launch_attr_allowed(u->launch_ex.attrs[i].id))
+            return CUDA_ERROR_NOT_SUPPORTED;
     void *s;
-    int rc = get_stream(c, l->stream, &s);
+    int rc = broker_get_stream(c, l->stream, &s);
     if (rc != CUDA_SUCCESS)
         return rc;
     uint8_t *buf = scratch(c, l->param_len);
@@ -315,6 +341,9 @@ static int op_launch(struct channel *c, const union req *u, const uint8_t *paylo
     for (uint32_t i = 0; i < f->nparams; i++)
         f->argv[i] = buf + f->params[i].offset;
     c->st.launches++;
+    if (nattrs > 0 && BE(c)->ops->launch_ex != NULL)
+        return BE(c)->ops->launch_ex(BE(c), CTX(c), f->be, l->grid, l->block, l->shmem, s,
+                                     f->argv, u->launch_ex.attrs, nattrs);
     return BE(c)->ops->launch(BE(c), CTX(c), f->be, l->grid, l->block, l->shmem, s, f->argv);
 }
 
@@ -369,7 +398,7 @@ static int op_seg_copy(struct channel *c, const struct idm_seg_copy_req *r, bool
     if (s == NULL)
         return CUDA_ERROR_INVALID_HANDLE;
     void *st;
-    int rc = get_stream(c, r->stream, &st);
+    int rc = broker_get_stream(c, r->stream, &st);
     if (rc != CUDA_SUCCESS)
         return rc;
     if (r->len == 0)
@@ -396,7 +425,7 @@ static int op_memset(struct channel *c, const struct idm_memset_req *r)
         return CUDA_ERROR_INVALID_VALUE;
     if (__builtin_mul_overflow(r->count, (uint64_t)r->elem, &bytes))
         return CUDA_ERROR_INVALID_VALUE;
-    int rc = get_stream(c, r->stream, &s);
+    int rc = broker_get_stream(c, r->stream, &s);
     if (rc != CUDA_SUCCESS || bytes == 0)
         return rc;
     if (check_range(c, r->dst, bytes) != CUDA_SUCCESS || r->dst % r->elem != 0)
@@ -453,7 +482,7 @@ static int handle_mem(struct channel *c, const struct idm_msg *hdr, const union 
     case IDM_OP_HTOD:
         if (u->htod.len > payload_max)
             return -EPROTO;
-        if ((rc = get_stream(c, u->htod.stream, &s)) != CUDA_SUCCESS || u->htod.len == 0)
+        if ((rc = broker_get_stream(c, u->htod.stream, &s)) != CUDA_SUCCESS || u->htod.len == 0)
             return rc;
         if (check_range(c, u->htod.dst, u->htod.len) != CUDA_SUCCESS)
             return CUDA_ERROR_INVALID_VALUE;
@@ -471,7 +500,7 @@ static int handle_mem(struct channel *c, const struct idm_msg *hdr, const union 
     case IDM_OP_DTOH:
         if (u->dtoh.len > cap - sizeof(struct idm_dtoh_rep))
             return CUDA_ERROR_INVALID_VALUE;
-        if ((rc = get_stream(c, u->dtoh.stream, &s)) != CUDA_SUCCESS)
+        if ((rc = broker_get_stream(c, u->dtoh.stream, &s)) != CUDA_SUCCESS)
             return rc;
         if (u->dtoh.len > 0 && check_range(c, u->dtoh.src, u->dtoh.len) != CUDA_SUCCESS)
             return CUDA_ERROR_INVALID_VALUE;
@@ -484,7 +513,7 @@ static int handle_mem(struct channel *c, const struct idm_msg *hdr, const union 
         c->st.bytes_dtoh += u->dtoh.len;
         return CUDA_SUCCESS;
     case IDM_OP_DTOD:
-        if ((rc = get_stream(c, u->dtod.stream, &s)) != CUDA_SUCCESS || u->dtod.len == 0)
+        if ((rc = broker_get_stream(c, u->dtod.stream, &s)) != CUDA_SUCCESS || u->dtod.len == 0)
             return rc;
         if (check_range(c, u->dtod.dst, u->dtod.len) != CUDA_SUCCESS ||
             check_range(c, u->dtod.src, u->dtod.len) != CUDA_SUCCESS)
@@ -545,7 +574,8 @@ static int handle_exec(struct channel *c, const struct idm_msg *hdr, const union
         return rc;
     }
     case IDM_OP_LAUNCH:
-        return op_launch(c, u, payload, payload_max);
+    case IDM_OP_LAUNCH_EX:
+        return op_launch(c, hdr->op, u, payload, payload_max);
     case IDM_OP_STREAM_CREATE:
         rc = be->ops->stream_create(be, ctx, u->sc.flags, u->sc.priority, &s);
         return op_new_handle(c, OBJ_STREAM, s, rc, (struct idm_handle_rep *)body);
@@ -555,12 +585,12 @@ static int handle_exec(struct channel *c, const struct idm_msg *hdr, const union
         return be->ops->stream_destroy(be, ctx, s);
     case IDM_OP_STREAM_QUERY:
     case IDM_OP_STREAM_SYNC:
-        if ((rc = get_stream(c, u->h.handle, &s)) != CUDA_SUCCESS)
+        if ((rc = broker_get_stream(c, u->h.handle, &s)) != CUDA_SUCCESS)
             return rc;
         return hdr->op == IDM_OP_STREAM_SYNC ? be->ops->stream_sync(be, ctx, s)
                                              : be->ops->stream_query(be, ctx, s);
     case IDM_OP_STREAM_WAIT_EVENT:
-        if ((rc = get_stream(c, u->se.stream, &s)) != CUDA_SUCCESS)
+        if ((rc = broker_get_stream(c, u->se.stream, &s)) != CUDA_SUCCESS)
             return rc;
         if ((e = ht_get(&c->ht, u->se.event, OBJ_EVENT)) == NULL)
             return CUDA_ERROR_INVALID_HANDLE;
@@ -573,7 +603,7 @@ static int handle_exec(struct channel *c, const struct idm_msg *hdr, const union
             return CUDA_ERROR_INVALID_HANDLE;
         return be->ops->event_destroy(be, ctx, e);
     case IDM_OP_EVENT_RECORD:
-        if ((rc = get_stream(c, u->se.stream, &s)) != CUDA_SUCCESS)
+        if ((rc = broker_get_stream(c, u->se.stream, &s)) != CUDA_SUCCESS)
             return rc;
         if ((e = ht_get(&c->ht, u->se.event, OBJ_EVENT)) == NULL)
             return CUDA_ERROR_INVALID_HANDLE;
@@ -605,6 +635,8 @@ static int handle(struct channel *c, const struct idm_msg *hdr, const union req 
 {
     if (hdr->op <= IDM_OP_SEG_COPY)
         return handle_mem(c, hdr, u, payload, payload_max, body, cap, rlen);
+    if (hdr->op >= IDM_OP_MEM_ALLOC_ASYNC && hdr->op != IDM_OP_LAUNCH_EX)
+        return broker_dispatch_ext(c, hdr->op, u, body);
     return handle_exec(c, hdr, u, payload, payload_max, body, cap, rlen);
 }
 
@@ -612,7 +644,8 @@ static int handle(struct channel *c, const struct idm_msg *hdr, const union req 
 static bool submits_gpu_work(uint16_t op)
 {
     return op == IDM_OP_LAUNCH || op == IDM_OP_HTOD || op == IDM_OP_DTOH || op == IDM_OP_DTOD ||
-           op == IDM_OP_MEMSET || op == IDM_OP_SEG_COPY;
+           op == IDM_OP_MEMSET || op == IDM_OP_SEG_COPY || op == IDM_OP_GRAPH_LAUNCH ||
+           op == IDM_OP_LAUNCH_EX;
 }
 
 static bool waits_on_gpu(uint16_t op)
@@ -673,13 +706,16 @@ int broker_dispatch(struct channel *c, const struct idm_msg *hdr, const uint8_t 
         hdr->op != IDM_OP_HTOD && hdr->op != IDM_OP_SEG_COPY) {
         /* the synchronous variant of an asynchronous operation: done when we reply */
         void *s = NULL;
-        uint64_t sh = hdr->op == IDM_OP_DTOD     ? u.dtod.stream
-                      : hdr->op == IDM_OP_MEMSET ? u.memset.stream
-                      : hdr->op == IDM_OP_LAUNCH ? u.launch.stream
-                                                 : u.se.stream;
+        uint64_t sh = hdr->op == IDM_OP_DTOD             ? u.dtod.stream
+                      : hdr->op == IDM_OP_MEMSET         ? u.memset.stream
+                      : hdr->op == IDM_OP_LAUNCH         ? u.launch.stream
+                      : hdr->op == IDM_OP_LAUNCH_EX      ? u.launch.stream
+                      : hdr->op == IDM_OP_GRAPH_LAUNCH   ? u.gl.stream
+                      : hdr->op == IDM_OP_MEM_FREE_ASYNC ? u.ma.stream
+                                                         : u.se.stream;
         if (t0 == 0)
             t0 = idm_now_ns();
-        rc = get_stream(c, sh, &s);
+        rc = broker_get_stream(c, sh, &s);
         if (rc == CUDA_SUCCESS)
             rc = BE(c)->ops->stream_sync(BE(c), CTX(c), s);
     }
@@ -764,6 +800,10 @@ void broker_channel_release_objects(struct channel *c)
                     free_seg(c, obj);
                 else if (type == OBJ_FUNC)
                     free_func(obj);
+                else if (type == OBJ_GRAPH && be->ops->graph_destroy != NULL)
+                    (void)be->ops->graph_destroy(be, ctx, obj);
+                else if (type == OBJ_GRAPH_EXEC && be->ops->graph_exec_destroy != NULL)
+                    (void)be->ops->graph_exec_destroy(be, ctx, obj);
             }
         }
     }

@@ -18,7 +18,9 @@ struct ev_tag {
     void *ptr;
 };
 
-enum obj_type { OBJ_NONE = 0, OBJ_STREAM, OBJ_EVENT, OBJ_MODULE, OBJ_FUNC, OBJ_SEG };
+enum obj_type {
+    OBJ_NONE = 0, OBJ_STREAM, OBJ_EVENT, OBJ_MODULE, OBJ_FUNC, OBJ_SEG, OBJ_GRAPH, OBJ_GRAPH_EXEC
+};
 
 struct hentry {
     void *obj;
@@ -145,5 +147,19 @@ int broker_dispatch(struct channel *c, const struct idm_msg *hdr, const uint8_t 
 void broker_channel_release_objects(struct channel *c);
 void broker_flush_stats(struct channel *c);
 bool broker_sticky_error(int cuerr);
+/* A function handle's object (OBJ_FUNC). */
+struct bfunc {
+    void *be;
+    uint32_t nparams;
+    uint32_t param_size;
+    struct idm_param_desc *params;
+    void **argv;
+};
+/* dispatch.c helpers shared with dispatch_ext.c */
+int broker_get_stream(struct channel *c, uint64_t h, void **s);
+int broker_quota_take(struct pod *pod, uint64_t size);
+void broker_quota_give(struct pod *pod, uint64_t size);
+/* dispatch_ext.c: operations from MEM_ALLOC_ASYNC on; req points at the copied request body. */
+int broker_dispatch_ext(struct channel *c, uint16_t op, const void *req, uint8_t *body);
 
 #endif

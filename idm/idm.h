@@ -40,7 +40,7 @@ void idm_log(int level, const char *fmt, ...) __attribute__((format(printf, 2, 3
 /* ---- protocol ---- */
 
 #define IDM_MAGIC 0x4d444956u /* "VIDM" */
-#define IDM_PROTO_VERSION 1u
+#define IDM_PROTO_VERSION 2u
 #define IDM_ATTR_MAX 256
 #define IDM_POD_ID_MAX 64
 #define IDM_NAME_MAX 256
@@ -110,6 +110,57 @@ struct idm_stream_event_req { uint64_t stream; uint64_t event; uint32_t flags; u
 struct idm_event_create_req { uint32_t flags; uint32_t pad; };
 struct idm_event_pair_req { uint64_t start; uint64_t end; };
 struct idm_elapsed_rep { float ms; uint32_t pad; };
+/* Stream-ordered memory: MEM_ALLOC_ASYNC takes a size, MEM_FREE_ASYNC a device pointer. */
+struct idm_mem_async_req { uint64_t value; uint64_t stream; };
+/* POOL_ATTR (the device's default pool) and CTX_LIMIT: which attribute / limit, get or set. */
+struct idm_attr_req { uint32_t which; uint32_t set; uint64_t value; };
+struct idm_u64_rep { uint64_t value; };
+#define IDM_OCC_BLOCKS 0u       /* cuOccupancyMaxActiveBlocksPerMultiprocessorWithFlags */
+#define IDM_OCC_DYN_SMEM 1u     /* cuOccupancyAvailableDynamicSMemPerBlock */
+#define IDM_OCC_CLUSTERS 2u     /* cuOccupancyMaxActiveClusters */
+#define IDM_OCC_CLUSTER_SIZE 3u /* cuOccupancyMaxPotentialClusterSize */
+struct idm_occupancy_req {
+    uint64_t func; uint64_t dyn_smem;
+    uint32_t kind; uint32_t flags; int32_t block_size; int32_t num_blocks;
+    uint32_t grid[3]; uint32_t block[3]; uint32_t shmem;
+    uint32_t cluster[3]; uint32_t cluster_policy; uint32_t pad;
+};
+#define IDM_CAP_BEGIN 0u
+#define IDM_CAP_END 1u
+#define IDM_CAP_STATUS 2u
+struct idm_capture_req { uint64_t stream; uint32_t kind; uint32_t mode; };
+struct idm_capture_rep { uint64_t graph; uint64_t id; uint32_t status; uint32_t pad; };
+#define IDM_GRAPH_INSTANTIATE 0u
+#define IDM_GRAPH_DESTROY 1u
+#define IDM_GRAPH_EXEC_DESTROY 2u
+#define IDM_GRAPH_NODE_COUNT 3u
+struct idm_graph_req { uint64_t handle; uint64_t flags; uint32_t kind; uint32_t pad; };
+struct idm_graph_launch_req { uint64_t exec; uint64_t stream; };
+/* LAUNCH_EX: a launch with attributes (cuLaunchKernelEx): value attributes only (cluster shape,
+ * scheduling policy, programmatic serialization, priority, ...: see dispatch_ext.c). */
+#define IDM_LAUNCH_ATTRS 6
+struct idm_launch_attr { int32_t id; uint32_t pad; uint8_t value[64]; };
+struct idm_launch_ex_req {
+    struct idm_launch_req base; /* first: the LAUNCH code reads it */
+    uint32_t nattrs; uint32_t pad;
+    struct idm_launch_attr attrs[IDM_LAUNCH_ATTRS];
+};
+/* TENSOR_MAP: a Hopper TMA descriptor (CUtensorMap, 128 bytes) encoded by the broker's driver
+ * for an address of the pod's own memory. */
+#define IDM_TMAP_TILED 0u
+#define IDM_TMAP_IM2COL 1u
+#define IDM_TMAP_REPLACE 2u
+struct idm_tensor_map_req {
+    uint32_t kind; uint32_t dtype; uint32_t rank; uint32_t interleave;
+    uint32_t swizzle; uint32_t l2promo; uint32_t oobfill; uint32_t channels_per_pixel;
+    uint32_t pixels_per_column; uint32_t pad;
+    uint64_t address;
+    uint64_t dims[5]; uint64_t strides[4];
+    uint32_t box[5]; uint32_t elem_strides[5];
+    int32_t lower[3]; int32_t upper[3];
+    uint8_t map[128]; /* IDM_TMAP_REPLACE: the descriptor to change */
+};
+struct idm_tensor_map_rep { uint8_t map[128]; };
 
 /* The operation table: X(NAME, id, request struct, reply struct, async, has_payload).
  * async ops get no reply unless IDM_F_SYNC; has_payload: the request carries bytes after its body. */
@@ -144,7 +195,17 @@ struct idm_elapsed_rep { float ms; uint32_t pad; };
     X(EVENT_RECORD, 27, idm_stream_event_req, idm_empty, 1, 0)                              \
     X(EVENT_QUERY, 28, idm_handle_req, idm_empty, 0, 0)                                     \
     X(EVENT_SYNC, 29, idm_handle_req, idm_empty, 0, 0)                                      \
-    X(EVENT_ELAPSED, 30, idm_event_pair_req, idm_elapsed_rep, 0, 0)
+    X(EVENT_ELAPSED, 30, idm_event_pair_req, idm_elapsed_rep, 0, 0)                         \
+    X(MEM_ALLOC_ASYNC, 31, idm_mem_async_req, idm_mem_alloc_rep, 0, 0)                      \
+    X(MEM_FREE_ASYNC, 32, idm_mem_async_req, idm_empty, 1, 0)                               \
+    X(POOL_ATTR, 33, idm_attr_req, idm_u64_rep, 0, 0)                                       \
+    X(CTX_LIMIT, 34, idm_attr_req, idm_u64_rep, 0, 0)                                       \
+    X(OCCUPANCY, 35, idm_occupancy_req, idm_u64_rep, 0, 0)                                  \
+    X(CAPTURE, 36, idm_capture_req, idm_capture_rep, 0, 0)                                  \
+    X(GRAPH, 37, idm_graph_req, idm_u64_rep, 0, 0)                                          \
+    X(GRAPH_LAUNCH, 38, idm_graph_launch_req, idm_empty, 1, 0)                              \
+    X(LAUNCH_EX, 39, idm_launch_ex_req, idm_empty, 1, 1)                                    \
+    X(TENSOR_MAP, 40, idm_tensor_map_req, idm_tensor_map_rep, 0, 0)
 
 enum idm_op {
 #define IDM_X_ENUM(name, id, rq, rp, as, pl) IDM_OP_##name = id,

@@ -317,7 +317,10 @@ SHIM_API CUresult cuDevicePrimaryCtxRelease(CUdevice dev) __attribute__((alias("
 SHIM_API CUresult cuDevicePrimaryCtxReset_v2(CUdevice dev)
 {
     NEED_INIT();
-    return dev == 0 ? CUDA_SUCCESS : CUDA_ERROR_INVALID_DEVICE;
+    if (dev != 0)
+        return CUDA_ERROR_INVALID_DEVICE;
+    shim_cls_context_gone((CUcontext)&primary_ctx);
+    return CUDA_SUCCESS;
 }
 SHIM_API CUresult cuDevicePrimaryCtxReset(CUdevice dev) __attribute__((alias("cuDevicePrimaryCtxReset_v2")));
 
@@ -399,6 +402,17 @@ SHIM_API CUresult cuCtxGetDevice(CUdevice *device)
     return CUDA_SUCCESS;
 }
 
+/* Every GPU since Volta has the same stream priorities: 0 (least) to -5 (greatest). */
+SHIM_API CUresult cuCtxGetStreamPriorityRange(int *least, int *greatest)
+{
+    NEED_INIT();
+    if (least != NULL)
+        *least = 0;
+    if (greatest != NULL)
+        *greatest = -5;
+    return CUDA_SUCCESS;
+}
+
 SHIM_API CUresult cuCtxGetFlags(unsigned int *flags)
 {
     NEED_INIT();
@@ -463,6 +477,7 @@ SHIM_API CUresult cuCtxDestroy_v2(CUcontext ctx)
         }
     struct shim_ctx *c = (struct shim_ctx *)ctx;
     if (!c->primary) {
+        shim_cls_context_gone(ctx);
         c->magic = 0;
         free(c);
     }

@@ -277,6 +277,49 @@ SHIM_API CUresult cuLibraryGetModule(CUmodule *pMod, CUlibrary library)
     return CUDA_SUCCESS;
 }
 
+SHIM_API CUresult cuLibraryGetGlobal(CUdeviceptr *dptr, size_t *bytes, CUlibrary library,
+                                     const char *name)
+{
+    return cuModuleGetGlobal_v2(dptr, bytes, (CUmodule)library, name);
+}
+
+/* A module is loaded whole, in one message (its kernel table comes back with it); the broker's
+ * driver may still load it lazily on the GPU. The runtime behaves as on a native lazy driver. */
+SHIM_API CUresult cuModuleGetLoadingMode(int *mode)
+{
+    if (mode == NULL)
+        return CUDA_ERROR_INVALID_VALUE;
+    *mode = 0x2; /* CU_MODULE_LAZY_LOADING */
+    return CUDA_SUCCESS;
+}
+
+SHIM_API CUresult cuKernelGetLibrary(CUlibrary *lib, CUkernel kernel)
+{
+    NEED_INIT();
+    struct shim_func *f = get_func(kernel);
+    if (lib == NULL || f == NULL)
+        return CUDA_ERROR_INVALID_VALUE;
+    *lib = (CUlibrary)f->mod;
+    return CUDA_SUCCESS;
+}
+
+/* A kernel is its function on the pod's one device. */
+SHIM_API CUresult cuKernelGetAttribute(int *pi, CUfunction_attribute attrib, CUkernel kernel,
+                                       CUdevice dev)
+{
+    if (dev != 0)
+        return CUDA_ERROR_INVALID_DEVICE;
+    return cuFuncGetAttribute(pi, attrib, (CUfunction)kernel);
+}
+
+SHIM_API CUresult cuKernelSetAttribute(CUfunction_attribute attrib, int value, CUkernel kernel,
+                                       CUdevice dev)
+{
+    if (dev != 0)
+        return CUDA_ERROR_INVALID_DEVICE;
+    return cuFuncSetAttribute((CUfunction)kernel, attrib, value);
+}
+
 SHIM_API CUresult cuKernelGetFunction(CUfunction *pFunc, CUkernel kernel)
 {
     NEED_INIT();
@@ -341,8 +384,10 @@ SHIM_API CUresult cuFuncSetCacheConfig(CUfunction func, CUfunc_cache config)
     return get_func(func) != NULL ? CUDA_SUCCESS : CUDA_ERROR_INVALID_HANDLE;
 }
 
+/* ex: the attributes of a cuLaunchKernelEx (NULL or none: a plain launch). */
 static CUresult launch(struct shim_func *f, const uint32_t grid[3], const uint32_t block[3],
-                       uint32_t shmem, CUstream st, void **params, void **extra)
+                       uint32_t shmem, CUstream st, void **params, void **extra,
+                       const struct idm_launch_ex_req *ex)
 {
     const void *buf = NULL;
     size_t buf_size = 0;
@@ -362,15 +407,18 @@ static CUresult launch(struct shim_func *f, const uint32_t grid[3], const uint32
     }
     struct idm_launch_req req = { f->handle, shim_stream(st), { grid[0], grid[1], grid[2] },
                                   { block[0], block[1], block[2] }, shmem, f->param_size };
+    uint16_t op = ex != NULL && ex->nattrs > 0 ? IDM_OP_LAUNCH_EX : IDM_OP_LAUNCH;
+    size_t req_size = op == IDM_OP_LAUNCH_EX ? sizeof *ex : sizeof req;
     CUresult r = CUDA_SUCCESS;
     pthread_mutex_lock(&shim.lock);
-    uint8_t *body = shim.dead ? NULL
-                              : idm_client_begin(shim.ch, IDM_OP_LAUNCH, 0, f->param_size, NULL);
+    uint8_t *body = shim.dead ? NULL : idm_client_begin(shim.ch, op, 0, f->param_size, NULL);
     if (body == NULL) {
         r = CUDA_ERROR_DEVICE_UNAVAILABLE;
     } else {
-        memcpy(body, &req, sizeof req);
-        uint8_t *pb = body + sizeof req;
+        if (op == IDM_OP_LAUNCH_EX)
+            memcpy(body, ex, sizeof *ex);
+        memcpy(body, &req, sizeof req); /* the base of both requests */
+        uint8_t *pb = body + req_size;
         if (buf != NULL) {
             memcpy(pb, buf, f->param_size);
         } else {
@@ -397,22 +445,36 @@ SHIM_API CUresult cuLaunchKernel(CUfunction f, unsigned int gx, unsigned int gy,
     if (gx == 0 || gy == 0 || gz == 0 || bx == 0 || by == 0 || bz == 0)
         return CUDA_ERROR_INVALID_VALUE;
     const uint32_t grid[3] = { gx, gy, gz }, block[3] = { bx, by, bz };
-    return launch(fn, grid, block, shmem, hStream, kernelParams, extra);
+    return launch(fn, grid, block, shmem, hStream, kernelParams, extra, NULL);
 }
 
 SHIM_API CUresult cuLaunchKernelEx(const CUlaunchConfig *c, CUfunction f, void **kernelParams,
                                    void **extra)
 {
     NEED_INIT();
-    if (c == NULL)
+    if (c == NULL || (c->numAttrs > 0 && c->attrs == NULL))
         return CUDA_ERROR_INVALID_VALUE;
-    if (c->numAttrs > 0) {
-        static int warned;
-        if (!__atomic_exchange_n(&warned, 1, __ATOMIC_SEQ_CST))
-            idm_log(IDM_LOG_WARN, "libvgpu: cuLaunchKernelEx: launch attributes are ignored");
+    struct shim_func *fn = get_func(f);
+    if (fn == NULL)
+        return CUDA_ERROR_INVALID_HANDLE;
+    if (c->gridDimX == 0 || c->gridDimY == 0 || c->gridDimZ == 0 || c->blockDimX == 0 ||
+        c->blockDimY == 0 || c->blockDimZ == 0)
+        return CUDA_ERROR_INVALID_VALUE;
+    /* The attributes travel as values; the broker refuses those holding pointers or handles. */
+    struct idm_launch_ex_req ex;
+    memset(&ex, 0, sizeof ex);
+    for (unsigned i = 0; i < c->numAttrs; i++) {
+        if (c->attrs[i].id == 0)
+            continue;
+        if (ex.nattrs == IDM_LAUNCH_ATTRS)
+            return CUDA_ERROR_NOT_SUPPORTED;
+        ex.attrs[ex.nattrs].id = c->attrs[i].id;
+        memcpy(ex.attrs[ex.nattrs].value, c->attrs[i].value, sizeof ex.attrs[0].value);
+        ex.nattrs++;
     }
-    return cuLaunchKernel(f, c->gridDimX, c->gridDimY, c->gridDimZ, c->blockDimX, c->blockDimY,
-                          c->blockDimZ, c->sharedMemBytes, c->hStream, kernelParams, extra);
+    const uint32_t grid[3] = { c->gridDimX, c->gridDimY, c->gridDimZ };
+    const uint32_t block[3] = { c->blockDimX, c->blockDimY, c->blockDimZ };
+    return launch(fn, grid, block, c->sharedMemBytes, c->hStream, kernelParams, extra, &ex);
 }
 
 /* ---- streams ---- */

@@ -9,18 +9,26 @@
 
 /* Stubs. Their arguments are ignored; the System V calling convention makes that safe. */
 #define STUBS(X)                                                                               \
-    X(cuGetExportTable) X(cuMemAllocManaged) X(cuPointerGetAttribute) X(cuPointerGetAttributes) \
-    X(cuMemAllocPitch_v2) X(cuMemcpy2D_v2) X(cuMemcpy2DAsync_v2) X(cuMemcpy3D_v2)              \
-    X(cuMemcpy3DAsync_v2) X(cuMemHostGetDevicePointer_v2) X(cuMemHostGetFlags)                 \
-    X(cuCtxGetLimit) X(cuCtxSetLimit) X(cuCtxGetCacheConfig) X(cuCtxSetCacheConfig)           \
-    X(cuIpcGetMemHandle) X(cuIpcOpenMemHandle_v2) X(cuIpcCloseMemHandle)                      \
-    X(cuDeviceGetPCIBusId) X(cuDeviceGetByPCIBusId) X(cuDeviceCanAccessPeer)                  \
-    X(cuCtxEnablePeerAccess) X(cuStreamBeginCapture_v2) X(cuStreamEndCapture)                 \
-    X(cuStreamIsCapturing) X(cuGraphCreate) X(cuGraphLaunch) X(cuGraphInstantiateWithFlags)   \
-    X(cuStreamAddCallback) X(cuLaunchHostFunc) X(cuOccupancyMaxActiveBlocksPerMultiprocessor) \
-    X(cuOccupancyMaxPotentialBlockSize) X(cuMemAddressReserve) X(cuMemCreate) X(cuMemMap)     \
-    X(cuMemPoolCreate) X(cuMemAllocAsync) X(cuMemFreeAsync) X(cuModuleGetTexRef)              \
-    X(cuLaunchCooperativeKernel) X(cuDeviceGetDefaultMemPool) X(cuDeviceGetMemPool)
+    X(cuMemAllocManaged) X(cuPointerGetAttribute) X(cuPointerGetAttributes) \
+    X(cuMemAllocPitch_v2) X(cuMemcpy2D_v2) X(cuMemcpy2DAsync_v2) X(cuMemcpy3D_v2) \
+    X(cuMemcpy3DAsync_v2) X(cuMemHostGetDevicePointer_v2) X(cuMemHostGetFlags) \
+    X(cuCtxGetCacheConfig) X(cuCtxSetCacheConfig) X(cuIpcGetMemHandle) \
+    X(cuIpcOpenMemHandle_v2) X(cuIpcCloseMemHandle) X(cuDeviceGetPCIBusId) \
+    X(cuDeviceGetByPCIBusId) X(cuDeviceCanAccessPeer) X(cuCtxEnablePeerAccess) \
+    X(cuGraphCreate) X(cuStreamAddCallback) X(cuLaunchHostFunc) \
+    X(cuOccupancyMaxPotentialBlockSize) X(cuMemAddressReserve) X(cuMemCreate) X(cuMemMap) \
+    X(cuMemPoolCreate) X(cuModuleGetTexRef) X(cuLaunchCooperativeKernel) \
+    X(cuGreenCtxCreate) X(cuGreenCtxDestroy) X(cuGreenCtxStreamCreate) X(cuCtxFromGreenCtx) \
+    X(cuCtxGetDevResource) X(cuDeviceGetDevResource) X(cuDevResourceGenerateDesc) \
+    X(cuDevSmResourceSplitByCount) X(cuMemAddressFree) X(cuMemRelease) X(cuMemSetAccess) \
+    X(cuMemUnmap) X(cuMemGetAllocationGranularity) X(cuMemExportToShareableHandle) \
+    X(cuMemImportFromShareableHandle) X(cuMemGetAllocationPropertiesFromHandle) \
+    X(cuMemRetainAllocationHandle) X(cuMulticastCreate) X(cuMulticastAddDevice) \
+    X(cuMulticastBindMem) X(cuMulticastUnbind) X(cuStreamWriteValue32) X(cuLinkAddData_v2) \
+    X(cuCtxDisablePeerAccess) X(cuGraphExecKernelNodeSetParams) X(cuGraphInstantiate) \
+    X(cuGraphKernelNodeGetParams) X(cuGraphNodeGetType) X(cuLinkAddFile_v2) X(cuLinkComplete) \
+    X(cuLinkCreate_v2) X(cuLinkDestroy) X(cuMemPrefetchAsync) X(cuStreamBatchMemOp) \
+    X(cuStreamWaitValue32)
 
 #define X(name)                                                                                \
     SHIM_API CUresult name(void)                                                               \
@@ -54,6 +62,47 @@ CUresult cuDeviceGetUuid_v2(CUuuid *, CUdevice);
 CUresult cuEventElapsedTime_v2(float *, CUevent, CUevent);
 CUresult cuDevicePrimaryCtxRelease(CUdevice);
 CUresult cuDevicePrimaryCtxReset(CUdevice);
+CUresult cuGetExportTable(const void **, const CUuuid *);
+CUresult cuLibraryGetGlobal(CUdeviceptr *, size_t *, CUlibrary, const char *);
+CUresult cuModuleGetLoadingMode(int *);
+CUresult cuKernelGetAttribute(int *, CUfunction_attribute, CUkernel, CUdevice);
+CUresult cuKernelSetAttribute(CUfunction_attribute, int, CUkernel, CUdevice);
+CUresult cuCtxGetStreamPriorityRange(int *, int *);
+CUresult cuMemAllocAsync(CUdeviceptr *, size_t, CUstream);
+CUresult cuMemFreeAsync(CUdeviceptr, CUstream);
+CUresult cuDeviceGetDefaultMemPool(CUmemoryPool *, CUdevice);
+CUresult cuDeviceGetMemPool(CUmemoryPool *, CUdevice);
+CUresult cuMemPoolSetAttribute(CUmemoryPool, int, void *);
+CUresult cuMemPoolGetAttribute(CUmemoryPool, int, void *);
+CUresult cuCtxGetLimit(size_t *, int);
+CUresult cuCtxSetLimit(int, size_t);
+CUresult cuOccupancyMaxActiveBlocksPerMultiprocessor(int *, CUfunction, int, size_t);
+CUresult cuOccupancyMaxActiveBlocksPerMultiprocessorWithFlags(int *, CUfunction, int, size_t,
+                                                              unsigned int);
+CUresult cuOccupancyAvailableDynamicSMemPerBlock(size_t *, CUfunction, int, int);
+CUresult cuOccupancyMaxActiveClusters(int *, CUfunction, const CUlaunchConfig *);
+CUresult cuOccupancyMaxPotentialClusterSize(int *, CUfunction, const CUlaunchConfig *);
+CUresult cuStreamBeginCapture(CUstream);
+CUresult cuStreamBeginCapture_v2(CUstream, int);
+CUresult cuStreamEndCapture(CUstream, CUgraph *);
+CUresult cuStreamIsCapturing(CUstream, int *);
+CUresult cuStreamGetCaptureInfo_v2(CUstream, int *, uint64_t *, CUgraph *, const void **, size_t *);
+CUresult cuStreamGetCaptureInfo_v3(CUstream, int *, uint64_t *, CUgraph *, const void **,
+                                   const void **, size_t *);
+CUresult cuGraphInstantiateWithFlags(CUgraphExec *, CUgraph, unsigned long long);
+CUresult cuGraphDestroy(CUgraph);
+CUresult cuGraphExecDestroy(CUgraphExec);
+CUresult cuGraphGetNodes(CUgraph, void **, size_t *);
+CUresult cuGraphLaunch(CUgraphExec, CUstream);
+CUresult cuKernelGetLibrary(CUlibrary *, CUkernel);
+CUresult cuStreamGetCtx(CUstream, CUcontext *);
+CUresult cuThreadExchangeStreamCaptureMode(int *);
+CUresult cuTensorMapEncodeTiled(void *, int, uint32_t, void *, const uint64_t *, const uint64_t *,
+                                const uint32_t *, const uint32_t *, int, int, int, int);
+CUresult cuTensorMapEncodeIm2col(void *, int, uint32_t, void *, const uint64_t *,
+                                 const uint64_t *, const int *, const int *, uint32_t, uint32_t,
+                                 const uint32_t *, int, int, int, int);
+CUresult cuTensorMapReplaceAddress(void *, void *);
 
 /* Names whose answer depends on the version asked: ABI variants and late additions, as the
  * real driver answers them (generated from its answers; see the header). */
@@ -76,7 +125,7 @@ struct proc {
 #define PV(n, f) { #f, (void *)f }
 static const struct proc procs[] = {
     P(cuInit), P(cuDriverGetVersion), P(cuGetErrorString), P(cuGetErrorName),
-    P(cuGetProcAddress), P(cuGetProcAddress_v2), P(cuCtxCreate_v2), P(cuCtxCreate_v3),
+    P(cuGetProcAddress), P(cuGetProcAddress_v2), P(cuGetExportTable), P(cuCtxCreate_v2), P(cuCtxCreate_v3),
     P(cuCtxCreate_v4), P(cuCtxGetDevice_v2), P(cuCtxSynchronize_v2),
     P(cuDeviceGetUuid_v2), P(cuEventElapsedTime_v2), P(cuDevicePrimaryCtxRelease),
     P(cuDevicePrimaryCtxReset),
@@ -102,7 +151,20 @@ static const struct proc procs[] = {
     P(cuModuleUnload), P(cuModuleGetFunction), P(cuModuleGetFunctionCount),
     PV(cuModuleGetGlobal, cuModuleGetGlobal_v2),
     P(cuLibraryLoadData), P(cuLibraryUnload), P(cuLibraryGetKernel), P(cuLibraryGetModule),
-    P(cuKernelGetFunction), P(cuFuncGetParamInfo), P(cuFuncGetName), P(cuFuncGetAttribute),
+    P(cuKernelGetFunction), P(cuLibraryGetGlobal), P(cuModuleGetLoadingMode),
+    P(cuKernelGetAttribute), P(cuKernelSetAttribute), P(cuCtxGetStreamPriorityRange),
+    P(cuMemAllocAsync), P(cuMemFreeAsync), P(cuDeviceGetDefaultMemPool), P(cuDeviceGetMemPool),
+    P(cuMemPoolSetAttribute), P(cuMemPoolGetAttribute), P(cuCtxGetLimit), P(cuCtxSetLimit),
+    P(cuOccupancyMaxActiveBlocksPerMultiprocessor),
+    P(cuOccupancyMaxActiveBlocksPerMultiprocessorWithFlags),
+    P(cuOccupancyAvailableDynamicSMemPerBlock), P(cuOccupancyMaxActiveClusters),
+    P(cuOccupancyMaxPotentialClusterSize), P(cuStreamBeginCapture), P(cuStreamBeginCapture_v2),
+    P(cuStreamEndCapture), P(cuStreamIsCapturing), P(cuStreamGetCaptureInfo_v2),
+    P(cuStreamGetCaptureInfo_v3), P(cuGraphInstantiateWithFlags), P(cuGraphDestroy),
+    P(cuGraphExecDestroy), P(cuGraphGetNodes), P(cuGraphLaunch), P(cuKernelGetLibrary), P(cuStreamGetCtx),
+    P(cuThreadExchangeStreamCaptureMode),
+    P(cuTensorMapEncodeTiled), P(cuTensorMapEncodeIm2col), P(cuTensorMapReplaceAddress),
+    P(cuFuncGetParamInfo), P(cuFuncGetName), P(cuFuncGetAttribute),
     P(cuFuncSetAttribute), P(cuFuncSetCacheConfig), P(cuLaunchKernel), P(cuLaunchKernelEx),
     P(cuStreamCreate), P(cuStreamCreateWithPriority), P(cuStreamQuery), P(cuStreamSynchronize),
     P(cuStreamWaitEvent), PV(cuStreamDestroy, cuStreamDestroy_v2),

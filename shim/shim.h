@@ -79,5 +79,7 @@ void shim_unsupported(const char *fn);
 struct shim_seg *shim_find_seg_locked(const void *p, size_t n);
 /* memcpy for bulk data, shared with helper threads when large; caller holds shim.lock. */
 void shim_copy_bulk(void *dst, const void *src, size_t n);
+/* A context is gone: drop the runtime's per-context storage, running its destructors. */
+void shim_cls_context_gone(CUcontext ctx);
 
 #endif

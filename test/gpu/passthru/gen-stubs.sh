@@ -1,6 +1,7 @@
 #!/bin/sh
 # gen-stubs.sh REAL_LIBCUDA OUT.S: one exported forwarding stub per function of the real driver
-# (except the ones passthru.c implements), each a jump through a pointer filled at load time.
+# (except the ones passthru.c implements), each counting its calls (pt_calls) and jumping
+# through a pointer filled at load time.
 set -eu
 real=$1 out=$2
 nm -D --defined-only "$real" | awk '$2 == "T" { print $3 }' | sed 's/@.*//' | sort -u |
@@ -13,7 +14,8 @@ nm -D --defined-only "$real" | awk '$2 == "T" { print $3 }' | sed 's/@.*//' | so
     while read -r n; do
         echo ".globl $n"
         echo ".type $n,@function"
-        echo "$n: jmp *pt_real+$((i * 8))(%rip)"
+        echo "$n: lock incq pt_calls+$((i * 8))(%rip)"
+        echo "    jmp *pt_real+$((i * 8))(%rip)"
         i=$((i + 1))
     done <"$out.names"
     echo '.data'
@@ -28,6 +30,10 @@ nm -D --defined-only "$real" | awk '$2 == "T" { print $3 }' | sed 's/@.*//' | so
     echo '.globl pt_real'
     echo '.hidden pt_real'
     echo 'pt_real:'
+    echo "    .zero $((i * 8 + 8))"
+    echo '.globl pt_calls'
+    echo '.hidden pt_calls'
+    echo 'pt_calls:'
     echo "    .zero $((i * 8 + 8))"
 } >"$out"
 echo "$i stubs"

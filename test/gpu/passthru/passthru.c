@@ -1,9 +1,13 @@
 /* passthru.c: an investigation tool for the device machine, not part of the product. Built as a
  * libcuda.so.1 that forwards every driver function to the real driver (stubs from gen-stubs.sh)
  * and records what the CUDA runtime, cuBLAS and PyTorch ask for: every cuGetProcAddress name and
- * version, every cuGetExportTable UUID, and which slots of each export table are called (each
- * code pointer of a table is replaced by a counting trampoline, tramp.S). The report is written
- * at exit to $VGPU_PT_LOG (default stderr).
+ * version, every cuGetExportTable UUID, which slots of each export table are called and with
+ * which arguments (each code pointer of a table is replaced by a counting trampoline, tramp.S),
+ * and how often each driver function is called (directly or through cuGetProcAddress). The
+ * report is written at exit to $VGPU_PT_LOG (default stderr).
+ * VGPU_PT_INPLACE=1: the trampolines are written into the driver's own tables (made writable),
+ * so the tables keep their addresses (the runtime's driver check covers addresses, see
+ * shim/darkhash.h); table d4082055 must then be skipped (its slot's address is checked too).
  * Env: VGPU_REAL_LIBCUDA: the real driver (default /usr/lib/x86_64-linux-gnu/libcuda.so.1);
  * VGPU_PT_SKIP: tables not to wrap (returned as the driver gave them): "all", or a comma-separated
  * list of the first 8 hex digits of their UUIDs, or "allbut:" and such a list. */
@@ -17,6 +21,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <unistd.h>
 
 typedef int CUresult;
@@ -26,6 +31,7 @@ typedef struct { unsigned char b[16]; } uuid_t16;
 extern const char *pt_names[] HIDDEN;
 extern void *pt_real[] HIDDEN;
 extern char pt_tramps[] HIDDEN;
+extern unsigned long pt_calls[] HIDDEN;
 
 #define PT_TRAMPS 4096
 #define MAX_TABLES 64
@@ -44,20 +50,29 @@ struct table {
     void **copy;
     unsigned nslots, first_tramp;
     unsigned long requests;
+    int inplace;
 };
 static struct table tables[MAX_TABLES];
 static unsigned ntables, next_tramp;
 static void *tramp_target[PT_TRAMPS];
 static _Atomic unsigned long tramp_hits[PT_TRAMPS];
+#define PT_KEEP 4 /* calls whose arguments are kept, per slot */
+static uint64_t tramp_args[PT_TRAMPS][PT_KEEP][6];
 
 struct proc { char name[96]; int version; uint64_t flags; unsigned long n; int found; };
 static struct proc procs[MAX_PROCS];
 static unsigned nprocs;
 
-HIDDEN void *pt_slot_hit(unsigned i);
-void *pt_slot_hit(unsigned i)
+/* saved: rax, r9, r8, rcx, rdx, rsi, rdi as tramp.S pushed them. */
+HIDDEN void *pt_slot_hit(unsigned i, const uint64_t *saved);
+void *pt_slot_hit(unsigned i, const uint64_t *saved)
 {
-    atomic_fetch_add(&tramp_hits[i], 1);
+    unsigned long n = atomic_fetch_add(&tramp_hits[i], 1);
+    if (n < PT_KEEP) {
+        static const int reg[6] = { 6, 5, 4, 3, 2, 1 }; /* rdi rsi rdx rcx r8 r9 */
+        for (int k = 0; k < 6; k++)
+            tramp_args[i][n][k] = saved[reg[k]];
+    }
     return tramp_target[i];
 }
 
@@ -157,10 +172,21 @@ CUresult cuGetExportTable(const void **out, const uuid_t16 *id)
             }
             next_tramp++;
         }
+        const char *inplace = getenv("VGPU_PT_INPLACE");
+        if (inplace != NULL && strcmp(inplace, "1") == 0 && !skipped) {
+            long pg = sysconf(_SC_PAGESIZE);
+            uintptr_t lo = (uintptr_t)v & ~(uintptr_t)(pg - 1);
+            uintptr_t hi = ((uintptr_t)(v + t->nslots) + (uintptr_t)pg - 1) & ~(uintptr_t)(pg - 1);
+            if (mprotect((void *)lo, hi - lo, PROT_READ | PROT_WRITE) == 0)
+                memcpy((void *)v, t->copy, t->nslots * sizeof(void *));
+            else
+                perror("passthru: mprotect of an export table");
+            t->inplace = 1;
+        }
     }
     if (t != NULL) {
         t->requests++;
-        if (t->first_tramp != next_tramp) /* at least one slot wrapped */
+        if (t->first_tramp != next_tramp && !t->inplace) /* at least one slot wrapped */
             *out = t->copy;
     }
     pthread_mutex_unlock(&lock);
@@ -198,6 +224,19 @@ static void *wrap(const char *sym, int version, void *fn)
         return (void *)cuGetExportTable;
     if (strcmp(sym, "cuGetProcAddress") == 0)
         return version >= 12000 ? (void *)cuGetProcAddress_v2 : (void *)cuGetProcAddress;
+    /* the driver's function by its symbol name, then our counting stub of that name */
+    Dl_info di;
+    static void *self;
+    if (self == NULL) {
+        Dl_info me;
+        if (dladdr((void *)wrap, &me) != 0 && me.dli_fname != NULL)
+            self = dlopen(me.dli_fname, RTLD_NOW | RTLD_NOLOAD);
+    }
+    if (self != NULL && dladdr(fn, &di) != 0 && di.dli_sname != NULL && di.dli_saddr == fn) {
+        void *stub = dlsym(self, di.dli_sname);
+        if (stub != NULL)
+            return stub;
+    }
     return fn;
 }
 
@@ -246,8 +285,19 @@ __attribute__((destructor)) static void pt_report(void)
             if (j < PT_TRAMPS && tramp_hits[j] > 0)
                 fprintf(f, " %u:%lu", s, (unsigned long)tramp_hits[j]);
         }
-        fprintf(f, "\n");
+        fprintf(f, "%s\n", t->inplace ? " (in place)" : "");
+        for (unsigned s = 0; s < t->nslots && wrapped; s++) {
+            unsigned j = t->first_tramp + s;
+            for (unsigned long c = 0; j < PT_TRAMPS && c < tramp_hits[j] && c < PT_KEEP; c++)
+                fprintf(f, "  slot %u call %lu args %#lx %#lx %#lx %#lx %#lx %#lx\n", s, c,
+                        (unsigned long)tramp_args[j][c][0], (unsigned long)tramp_args[j][c][1],
+                        (unsigned long)tramp_args[j][c][2], (unsigned long)tramp_args[j][c][3],
+                        (unsigned long)tramp_args[j][c][4], (unsigned long)tramp_args[j][c][5]);
+        }
     }
+    for (int i = 0; pt_names[i] != NULL; i++)
+        if (pt_calls[i] > 0)
+            fprintf(f, "call %s %lu\n", pt_names[i], pt_calls[i]);
     for (unsigned i = 0; i < nprocs; i++)
         fprintf(f, "proc %s v%d flags %llu n %lu %s\n", procs[i].name, procs[i].version,
                 (unsigned long long)procs[i].flags, procs[i].n, procs[i].found ? "found" : "NOT-FOUND");

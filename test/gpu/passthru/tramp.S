@@ -1,7 +1,8 @@
 /* tramp.S: PT_TRAMPS trampolines for export-table slots. Trampoline i loads i into r11 and
- * jumps to the common part, which saves the argument registers, asks pt_slot_hit(i) for the
- * real function (it also counts the call), restores them and jumps there: the real function
- * sees exactly the caller's arguments and returns to the caller. */
+ * jumps to the common part, which saves the argument registers, asks pt_slot_hit(i, saved) for
+ * the real function (it also counts the call and keeps the first calls' arguments), restores
+ * them and jumps there: the real function sees exactly the caller's arguments and returns to
+ * the caller. */
 .section .note.GNU-stack,"",@progbits
 .text
 .globl pt_tramps
@@ -34,6 +35,7 @@ pt_common:
     movdqu %xmm6, 96(%rsp)
     movdqu %xmm7, 112(%rsp)
     movl %r11d, %edi
+    leaq 128(%rsp), %rsi
     call pt_slot_hit@PLT
     movq %rax, %r11
     movdqu 0(%rsp), %xmm0

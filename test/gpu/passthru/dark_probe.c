@@ -1,0 +1,80 @@
+/* dark_probe.c: an investigation tool for the device machine, not part of the product. Calls
+ * slots of the real driver's export tables with poisoned output buffers and prints what the
+ * driver writes and returns, so that the shim's answers (shim/export.c) can follow the driver:
+ * 263e8860 slots 2 and 3, c693336e (per-context storage) put / get / remove, cuMemFree(0).
+ *   dark_probe REAL_LIBCUDA */
+#define _GNU_SOURCE
+#include <dlfcn.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <string.h>
+
+typedef int (*table_fn)(const void **, const uint8_t *);
+
+static const uint8_t ctxchk_uuid[16] = { 0x26, 0x3e, 0x88, 0x60, 0x7c, 0xd2, 0x61, 0x43,
+                                         0x92, 0xf6, 0xbb, 0xd5, 0x00, 0x6d, 0xfa, 0x7e };
+static const uint8_t cls_uuid[16] = { 0xc6, 0x93, 0x33, 0x6e, 0x11, 0x21, 0xdf, 0x11,
+                                      0xa8, 0xc3, 0x68, 0xf3, 0x55, 0xd8, 0x95, 0x93 };
+
+static void dtor(void *ctx, void *key, void *value)
+{
+    printf("cls destructor ctx %p key %p value %p\n", ctx, key, value);
+}
+
+int main(int argc, char **argv)
+{
+    void *lib = dlopen(argc > 1 ? argv[1] : "libcuda.so.1", RTLD_NOW);
+    if (lib == NULL)
+        return 2;
+    int (*cu_init)(unsigned) = (int (*)(unsigned))dlsym(lib, "cuInit");
+    int (*retain)(void **, int) = (int (*)(void **, int))dlsym(lib, "cuDevicePrimaryCtxRetain");
+    int (*set_cur)(void *) = (int (*)(void *))dlsym(lib, "cuCtxSetCurrent");
+    int (*mem_free)(uint64_t) = (int (*)(uint64_t))dlsym(lib, "cuMemFree_v2");
+    table_fn get_table = (table_fn)dlsym(lib, "cuGetExportTable");
+    void *ctx = NULL;
+    if (cu_init(0) != 0 || retain(&ctx, 0) != 0 || set_cur(ctx) != 0)
+        return 2;
+    printf("ctx %p\n", ctx);
+    printf("cuMemFree(0) = %d\n", mem_free(0));
+
+    const void *const *chk = NULL, *const *cls = NULL;
+    if (get_table((const void **)&chk, ctxchk_uuid) != 0 ||
+        get_table((const void **)&cls, cls_uuid) != 0)
+        return 2;
+    uint64_t a = 0xaaaaaaaaaaaaaaaaull, b = 0xbbbbbbbbbbbbbbbbull;
+    int (*s2)(void *, void *, void *) = (int (*)(void *, void *, void *))chk[2];
+    int r = s2(ctx, &a, &b);
+    printf("263e8860 slot 2 (ctx, &a, &b) = %d a %#" PRIx64 " b %#" PRIx64 "\n", r, a, b);
+    a = 0xaaaaaaaaaaaaaaaaull, b = 0xbbbbbbbbbbbbbbbbull;
+    r = s2(NULL, &a, &b);
+    printf("263e8860 slot 2 (NULL, &a, &b) = %d a %#" PRIx64 " b %#" PRIx64 "\n", r, a, b);
+    int (*put)(void *, void *, void *, void *) = (int (*)(void *, void *, void *, void *))cls[0];
+    int (*rem)(void *, void *) = (int (*)(void *, void *))cls[1];
+    int (*get)(void **, void *, void *) = (int (*)(void **, void *, void *))cls[2];
+    static int key1, value1;
+    void *out = (void *)0x1234;
+    r = get(&out, NULL, &key1);
+    printf("cls get(missing) = %d out %p\n", r, out);
+    r = put(NULL, &key1, &value1, (void *)dtor);
+    printf("cls put(NULL ctx) = %d\n", r);
+    out = NULL;
+    r = get(&out, NULL, &key1);
+    printf("cls get(NULL ctx) = %d out %p (value %p)\n", r, out, (void *)&value1);
+    out = NULL;
+    r = get(&out, ctx, &key1);
+    printf("cls get(ctx) = %d out %p\n", r, out);
+    r = rem(ctx, &key1);
+    printf("cls remove(ctx, key) = %d\n", r);
+    out = (void *)0x1234;
+    r = get(&out, ctx, &key1);
+    printf("cls get(after remove) = %d out %p\n", r, out);
+    fflush(stdout);
+    uint64_t (*s3)(void *, uint64_t) = (uint64_t(*)(void *, uint64_t))chk[3];
+    uint64_t big[16];
+    memset(big, 0xcc, sizeof big);
+    uint64_t r3 = s3(big, 0x40);
+    printf("263e8860 slot 3 (buf, 0x40) = %#" PRIx64 " buf[0..3] %#" PRIx64 " %#" PRIx64
+           " %#" PRIx64 " %#" PRIx64 "\n", r3, big[0], big[1], big[2], big[3]);
+
+    return 0;
+}
