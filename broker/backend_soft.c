@@ -478,7 +478,7 @@ static int soft_ctx_limit(struct backend *be, void *ctx, int limit, bool set, ui
     (void)be;
     (void)ctx;
     if (limit < 0 || limit > 6)
-        return CUDA_ERROR_UNSUPPORTED_LIMIT;
+        return CUDA_ERROR_UNSUPPORTED_LIMIT; /* as a driver answers limits it does not know */
     if (set)
         soft_limits[limit] = *value;
     else

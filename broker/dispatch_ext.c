@@ -13,12 +13,14 @@
 /* Pool attributes (cuMemPoolSetAttribute): 1-3 are int, 4-8 are 64-bit; only 1-4 may be set. */
 #define POOL_ATTR_MAX 8
 #define POOL_ATTR_LAST_SETTABLE 4
-/* Context limits (CUlimit 0..6) may all be read. Setting one reserves GPU memory outside the
+/* Context limits may all be read (the driver answers the ones it does not know: CUDA 13 has
+ * 0..9). Setting one reserves GPU memory outside the
  * pod's quota (stack per resident thread, printf FIFO, malloc heap) or touches the shared L2,
  * so only these may be set, up to these values: stack size, printf FIFO, malloc heap, L2 fetch
  * granularity. Other limits: CUDA_ERROR_NOT_PERMITTED. */
-#define CTX_LIMIT_MAX 6
-static const uint64_t ctx_limit_set_max[CTX_LIMIT_MAX + 1] = {
+#define CTX_LIMIT_MAX 31
+#define CTX_LIMIT_SETTABLE 6
+static const uint64_t ctx_limit_set_max[CTX_LIMIT_SETTABLE + 1] = {
     [0] = 64u << 10, [1] = 64u << 20, [2] = 256u << 20, [5] = 128,
 };
 #define POOL_ATTR_RELEASE_THRESHOLD 4
@@ -218,9 +220,10 @@ int broker_dispatch_ext(struct channel *c, uint16_t op, const void *req, uint8_t
         const struct idm_attr_req *r = req;
         if (r->which > CTX_LIMIT_MAX)
             return CUDA_ERROR_UNSUPPORTED_LIMIT;
+        if (r->set && (r->which > CTX_LIMIT_SETTABLE || ctx_limit_set_max[r->which] == 0))
+            return CUDA_ERROR_NOT_PERMITTED;
         if (r->set && r->value > ctx_limit_set_max[r->which])
-            return ctx_limit_set_max[r->which] == 0 ? CUDA_ERROR_NOT_PERMITTED
-                                                     : CUDA_ERROR_INVALID_VALUE;
+            return CUDA_ERROR_INVALID_VALUE;
         uint64_t v = r->value;
         int rc = BE(c)->ops->ctx_limit(BE(c), CTX(c), (int)r->which, r->set != 0, &v);
         ((struct idm_u64_rep *)body)->value = v;

@@ -12,6 +12,7 @@
 
 struct shim_state shim = { .lock = PTHREAD_MUTEX_INITIALIZER };
 bool shim_inited;
+bool shim_trace;
 static CUresult init_result = CUDA_ERROR_NOT_INITIALIZED;
 static pthread_once_t init_once = PTHREAD_ONCE_INIT;
 
@@ -35,6 +36,8 @@ void shim_unsupported(const char *fn)
 
 static void do_init(void)
 {
+    const char *t = getenv("VGPU_SHIM_TRACE");
+    shim_trace = t != NULL && *t != '\0' && strcmp(t, "0") != 0;
     const char *path = getenv("VGPU_SOCKET");
     struct idm_err err = { 0 };
     if (path == NULL)
@@ -125,6 +128,10 @@ CUresult shim_call(uint16_t op, const void *req, size_t req_size, const void *pa
     if (r == CUDA_SUCCESS)
         r = shim_wait_locked(seq, rep, rep_size, NULL, 0);
     pthread_mutex_unlock(&shim.lock);
+    if (r != CUDA_SUCCESS && shim_trace) {
+        const struct idm_op_info *info = idm_op_lookup(op);
+        idm_log(IDM_LOG_INFO, "libvgpu: %s answered CUresult %d", info ? info->name : "?", r);
+    }
     return r;
 }
 

@@ -50,14 +50,13 @@ static const struct {
 };
 #define MAX_SLOTS 34
 
-static bool trace_on;
 static _Atomic unsigned trace_count[T_COUNT][MAX_SLOTS];
 
 static void trace(unsigned t, unsigned slot, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 static void trace(unsigned t, unsigned slot, const char *fmt, ...)
 {
-    if (!trace_on || atomic_fetch_add(&trace_count[t][slot], 1) >= 8)
+    if (!shim_trace || atomic_fetch_add(&trace_count[t][slot], 1) >= 8)
         return;
     char buf[256];
     va_list ap;
@@ -355,8 +354,6 @@ static pthread_once_t tables_once = PTHREAD_ONCE_INIT;
 
 static void fill_tables(void)
 {
-    const char *t = getenv("VGPU_SHIM_TRACE");
-    trace_on = t != NULL && *t != '\0' && strcmp(t, "0") != 0;
     for (unsigned i = 0; i < T_COUNT; i++) {
         for (unsigned s = 0; s < table_info[i].slots; s++)
             tables[i][s] = unknown_fns[i][s];

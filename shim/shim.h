@@ -57,6 +57,7 @@ struct shim_state {
 
 extern struct shim_state shim;
 extern bool shim_inited;
+extern bool shim_trace; /* $VGPU_SHIM_TRACE: log calls the broker refuses, export-table slots */
 
 /* CUDA_ERROR_NOT_INITIALIZED unless cuInit succeeded. */
 CUresult shim_ready(void);

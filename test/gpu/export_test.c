@@ -174,6 +174,7 @@ static void test_memory_and_limits(void)
     EXPECT(cuCtxSetLimit(2, (size_t)1 << 30) == CUDA_ERROR_INVALID_VALUE); /* 1 GiB heap */
     EXPECT(cuCtxSetLimit(6, 1) == CUDA_ERROR_NOT_PERMITTED);             /* persisting L2 */
     EXPECT(cuCtxGetLimit(&v, 99) == CUDA_ERROR_UNSUPPORTED_LIMIT);
+    EXPECT(cuCtxSetLimit(9, 1) == CUDA_ERROR_NOT_PERMITTED); /* limits past 6: read-only */
     CHECK(cuStreamDestroy(s));
 }
 

@@ -1,20 +1,39 @@
 /* dark_probe.c: an investigation tool for the device machine, not part of the product. Calls
  * slots of the real driver's export tables with poisoned output buffers and prints what the
  * driver writes and returns, so that the shim's answers (shim/export.c) can follow the driver:
- * 263e8860 slots 2 and 3, c693336e (per-context storage) put / get / remove, cuMemFree(0).
+ * 263e8860 slots 2 and 3, c693336e (per-context storage) put / get / remove, cuMemFree(0),
+ * and 42d85a81 slot 2 (what cuBLAS asks: (out, id, arg)) for ids 0..0x50, each in a child
+ * process (a wrong guess of the arguments may crash it).
  *   dark_probe REAL_LIBCUDA */
 #define _GNU_SOURCE
 #include <dlfcn.h>
+#include <pthread.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 typedef int (*table_fn)(const void **, const uint8_t *);
 
 static const uint8_t ctxchk_uuid[16] = { 0x26, 0x3e, 0x88, 0x60, 0x7c, 0xd2, 0x61, 0x43,
                                          0x92, 0xf6, 0xbb, 0xd5, 0x00, 0x6d, 0xfa, 0x7e };
+static const uint8_t tls_uuid[16] = { 0x42, 0xd8, 0x5a, 0x81, 0x23, 0xf6, 0xcb, 0x47,
+                                      0x82, 0x98, 0xf6, 0xe7, 0x8a, 0x3a, 0xec, 0xdc };
 static const uint8_t cls_uuid[16] = { 0xc6, 0x93, 0x33, 0x6e, 0x11, 0x21, 0xdf, 0x11,
                                       0xa8, 0xc3, 0x68, 0xf3, 0x55, 0xd8, 0x95, 0x93 };
+
+struct tls_arg {
+    int (*q)(void *, uint64_t, uint64_t);
+    uint64_t *out;
+};
+
+static void *tls_thread(void *p)
+{
+    struct tls_arg *a = p;
+    (void)a->q(a->out, 0, 0);
+    return NULL;
+}
 
 static void dtor(void *ctx, void *key, void *value)
 {
@@ -69,6 +88,44 @@ int main(int argc, char **argv)
     r = get(&out, ctx, &key1);
     printf("cls get(after remove) = %d out %p\n", r, out);
     fflush(stdout);
+    const void *const *tls = NULL;
+    if (get_table((const void **)&tls, tls_uuid) == 0) {
+        int (*q)(void *, uint64_t, uint64_t) = (int (*)(void *, uint64_t, uint64_t))tls[2];
+        /* what the block it hands out holds, and whether another thread gets another one */
+        uint64_t blk = 0;
+        if (q(&blk, 0, 0) == 0 && blk != 0) {
+            const uint64_t *w = (const uint64_t *)(uintptr_t)blk;
+            printf("42d85a81 slot 2 block %#" PRIx64 ":", blk);
+            for (int i = 0; i < 32; i++)
+                printf(" %#" PRIx64, w[i]);
+            printf("\n");
+            pthread_t th;
+            uint64_t other = 0;
+            struct tls_arg ta = { q, &other };
+            if (pthread_create(&th, NULL, tls_thread, &ta) == 0 && pthread_join(th, NULL) == 0)
+                printf("42d85a81 slot 2 from another thread: %#" PRIx64 "\n", other);
+        }
+        for (uint64_t id = 0; id <= 2; id++) {
+            for (uint64_t arg = 0; arg <= 1; arg++) {
+                pid_t p = fork();
+                if (p == 0) {
+                    uint64_t buf[8];
+                    memset(buf, 0xcc, sizeof buf);
+                    int rc = q(buf, id, arg);
+                    printf("42d85a81 slot 2 (buf, %#" PRIx64 ", %" PRIu64 ") = %d buf %#" PRIx64
+                           " %#" PRIx64 " %#" PRIx64 "\n", id, arg, rc, buf[0], buf[1], buf[2]);
+                    fflush(stdout);
+                    _exit(0);
+                }
+                int st = 0;
+                waitpid(p, &st, 0);
+                if (!WIFEXITED(st))
+                    printf("42d85a81 slot 2 (buf, %#" PRIx64 ", %" PRIu64 ") crashed (signal %d)\n",
+                           id, arg, WIFSIGNALED(st) ? WTERMSIG(st) : 0);
+            }
+        }
+        fflush(stdout);
+    }
     uint64_t (*s3)(void *, uint64_t) = (uint64_t(*)(void *, uint64_t))chk[3];
     uint64_t big[16];
     memset(big, 0xcc, sizeof big);
