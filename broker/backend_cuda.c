@@ -92,7 +92,8 @@
     X(tmap_im2col, "cuTensorMapEncodeIm2col",                                                  \
       (void *, int, uint32_t, void *, const uint64_t *, const uint64_t *, const int *,         \
        const int *, uint32_t, uint32_t, const uint32_t *, int, int, int, int))                 \
-    X(tmap_replace, "cuTensorMapReplaceAddress", (void *, void *))
+    X(tmap_replace, "cuTensorMapReplaceAddress", (void *, void *))                            \
+    X(func_load, "cuFuncLoad", (CUfunction))
 
 struct cuda_be {
     void *lib;
@@ -370,14 +371,25 @@ static int cuda_module_global(struct backend *be, void *ctx, void *mod, const ch
     return r;
 }
 
+/* With lazy loading (CUDA 12.2+ default) a function's attributes need the function loaded. */
+#define CUDA_ERROR_FUNCTION_NOT_LOADED 913
+
 static int cuda_func_get_attr(struct backend *be, void *ctx, void *fn, int attr, int *value)
 {
-    return CB(be)->func_get_attr(value, attr, fn);
+    CUresult r = CB(be)->func_get_attr(value, attr, fn);
+    if (r == CUDA_ERROR_FUNCTION_NOT_LOADED && CB(be)->func_load != NULL &&
+        CB(be)->func_load(fn) == CUDA_SUCCESS)
+        r = CB(be)->func_get_attr(value, attr, fn);
+    return r;
 }
 
 static int cuda_func_set_attr(struct backend *be, void *ctx, void *fn, int attr, int value)
 {
-    return CB(be)->func_set_attr(fn, attr, value);
+    CUresult r = CB(be)->func_set_attr(fn, attr, value);
+    if (r == CUDA_ERROR_FUNCTION_NOT_LOADED && CB(be)->func_load != NULL &&
+        CB(be)->func_load(fn) == CUDA_SUCCESS)
+        r = CB(be)->func_set_attr(fn, attr, value);
+    return r;
 }
 
 static int cuda_launch(struct backend *be, void *ctx, void *fn, const uint32_t g[3],
@@ -538,11 +550,15 @@ static int cuda_occupancy(struct backend *be, void *ctx, void *fn,
     switch (q->kind) {
     case IDM_OCC_BLOCKS:
         NEED(occ_blocks);
+        if (c->func_load != NULL)
+            (void)c->func_load(fn); /* lazy loading: the queries need the function loaded */
         r = c->occ_blocks(&n, fn, q->block_size, q->dyn_smem, q->flags);
         *value = (uint64_t)n;
         return r;
     case IDM_OCC_DYN_SMEM:
         NEED(occ_smem);
+        if (c->func_load != NULL)
+            (void)c->func_load(fn);
         r = c->occ_smem(&bytes, fn, q->num_blocks, q->block_size);
         *value = bytes;
         return r;
@@ -550,6 +566,8 @@ static int cuda_occupancy(struct backend *be, void *ctx, void *fn,
     case IDM_OCC_CLUSTER_SIZE:
         NEED(occ_clusters);
         NEED(occ_cluster_size);
+        if (c->func_load != NULL)
+            (void)c->func_load(fn);
         occ_config(q, &cfg, attrs);
         r = q->kind == IDM_OCC_CLUSTERS ? c->occ_clusters(&n, fn, &cfg)
                                         : c->occ_cluster_size(&n, fn, &cfg);

@@ -232,18 +232,33 @@ static int module_reply(struct channel *c, struct bmod *m, struct be_func_info *
     return CUDA_SUCCESS;
 }
 
+/* Images in a host segment may be this big (a cuBLAS library is ~8 MiB). */
+#define MAX_MODULE_IMAGE (1ull << 30)
+#define SCRATCH_KEEP (16u << 20)
+
 static int op_module_load(struct channel *c, const union req *u, const uint8_t *payload,
                           size_t payload_max, uint8_t *body, size_t cap, size_t *len)
 {
     uint64_t n = u->ml.len;
-    if (n > payload_max)
+    const uint8_t *src = payload;
+    if (u->ml.seg != 0) {
+        const struct bseg *sg = ht_get(&c->ht, u->ml.seg, OBJ_SEG);
+        uint64_t end;
+        if (sg == NULL)
+            return CUDA_ERROR_INVALID_HANDLE;
+        if (n > MAX_MODULE_IMAGE || __builtin_add_overflow(u->ml.seg_off, n, &end) ||
+            end > sg->size)
+            return CUDA_ERROR_INVALID_VALUE;
+        src = sg->p + u->ml.seg_off;
+    } else if (n > payload_max) {
         return -EPROTO;
+    }
     if (n == 0)
         return CUDA_ERROR_INVALID_IMAGE;
     uint8_t *img = scratch(c, n + 1);
     if (img == NULL)
         return CUDA_ERROR_OUT_OF_MEMORY;
-    memcpy(img, payload, n); /* private copy: the JIT must not parse client-writable memory */
+    memcpy(img, src, n); /* private copy: the JIT must not parse client-writable memory */
     img[n] = 0;
     struct bmod *m = calloc(1, sizeof *m);
     if (m == NULL)
@@ -265,6 +280,11 @@ static int op_module_load(struct channel *c, const union req *u, const uint8_t *
     }
     struct idm_module_rep r = { h, nf, 0 };
     memcpy(body, &r, sizeof r);
+    if (c->scratch_cap > SCRATCH_KEEP) { /* a big image: do not keep its copy's memory */
+        free(c->scratch);
+        c->scratch = NULL;
+        c->scratch_cap = 0;
+    }
     return CUDA_SUCCESS;
 }
 

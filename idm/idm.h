@@ -91,7 +91,9 @@ struct idm_seg_copy_req {
 };
 /* MODULE_LOAD: payload = image (len bytes). Reply: idm_module_rep then nfunc entries, each
  * idm_func_desc, then namelen bytes (padded to 8), then nparams idm_param_desc. */
-struct idm_module_load_req { uint64_t len; };
+/* The image inline (seg 0), or, for images too big for a message, in a registered host segment
+ * (HOST_REG) at seg_off: the broker copies it out before parsing it. */
+struct idm_module_load_req { uint64_t len; uint64_t seg; uint64_t seg_off; };
 struct idm_module_rep { uint64_t module; uint32_t nfunc; uint32_t pad; };
 struct idm_func_desc { uint64_t handle; uint32_t nparams; uint32_t namelen; };
 struct idm_param_desc { uint32_t offset; uint32_t size; };

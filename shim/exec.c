@@ -102,26 +102,48 @@ static CUresult parse_funcs(struct shim_mod *m, const uint8_t *p, size_t len, ui
     return CUDA_SUCCESS;
 }
 
+CUresult cuMemHostAlloc(void **pp, size_t bytesize, unsigned int flags);
+CUresult cuMemFreeHost(void *p);
+
 static CUresult load(struct shim_mod **out, const void *image)
 {
     NEED_INIT();
     if (out == NULL || image == NULL)
         return CUDA_ERROR_INVALID_VALUE;
     size_t len = image_size(&image);
-    if (len == 0 || len + 256 > shim.ch->max_msg) {
-        idm_log(IDM_LOG_WARN, "libvgpu: module image of %zu bytes is larger than supported", len);
-        return CUDA_ERROR_NOT_SUPPORTED;
+    if (len == 0)
+        return CUDA_ERROR_INVALID_IMAGE;
+    /* Too big for a message (cuBLAS's libraries are ~8 MiB): through a host segment. */
+    void *seg = NULL;
+    struct idm_module_load_req req = { len, 0, 0 };
+    if (len + 256 > shim.ch->max_msg) {
+        CUresult r = cuMemHostAlloc(&seg, len, 0);
+        if (r != CUDA_SUCCESS)
+            return r;
+        memcpy(seg, image, len);
+        pthread_mutex_lock(&shim.lock);
+        struct shim_seg *sg = shim_find_seg_locked(seg, len);
+        req.seg = sg != NULL ? sg->handle : 0;
+        pthread_mutex_unlock(&shim.lock);
+        if (req.seg == 0) {
+            (void)cuMemFreeHost(seg);
+            return CUDA_ERROR_OUT_OF_MEMORY;
+        }
     }
-    struct idm_module_load_req req = { len };
     struct shim_mod *m = calloc(1, sizeof *m);
     uint8_t *rep = malloc(shim.ch->max_msg);
     if (m == NULL || rep == NULL) {
         free(m);
         free(rep);
+        if (seg != NULL)
+            (void)cuMemFreeHost(seg);
         return CUDA_ERROR_OUT_OF_MEMORY;
     }
     size_t cap = shim.ch->max_msg - sizeof(struct idm_msg) - sizeof(struct idm_rep);
-    CUresult r = shim_call(IDM_OP_MODULE_LOAD, &req, sizeof req, image, len, rep, cap);
+    CUresult r = shim_call(IDM_OP_MODULE_LOAD, &req, sizeof req, seg != NULL ? NULL : image,
+                           seg != NULL ? 0 : len, rep, cap);
+    if (seg != NULL)
+        (void)cuMemFreeHost(seg);
     if (r == CUDA_SUCCESS) {
         struct idm_module_rep mr;
         memcpy(&mr, rep, sizeof mr);

@@ -21,7 +21,7 @@
 #define CU_DEVICE_ATTRIBUTE_PCI_DOMAIN_ID 50
 
 /* The tables, in the order of enum below; `slots` counts the size word where there is one. */
-enum { T_F8CF, T_CUDART, T_HOOKS, T_TLS, T_CLS, T_CTXCHK, T_CHECK, T_69A2, T_COUNT };
+enum { T_F8CF, T_CUDART, T_HOOKS, T_TLS, T_CLS, T_CTXCHK, T_CHECK, T_69A2, T_2131, T_1734, T_COUNT };
 static const struct {
     const char *name;
     uint8_t uuid[16];
@@ -47,8 +47,13 @@ static const struct {
                                                0x34, 0xba, 0x12, 0x3c, 0x66, 0xe1, 0xf2 }, 3, true },
     [T_69A2] = { "69a28e9f", { 0x69, 0xa2, 0x8e, 0x9f, 0x24, 0x49, 0x8b, 0x47, 0xb0, 0x30, 0xc5,
                                0xda, 0x33, 0x0e, 0xa4, 0xe9 }, 34, true },
+    /* cuBLAS's, first argument the context */
+    [T_2131] = { "21318c60 (cuBLAS)", { 0x21, 0x31, 0x8c, 0x60, 0x97, 0x14, 0x32, 0x48, 0x8c,
+                                        0xa6, 0x41, 0xff, 0x73, 0x24, 0xc8, 0xf2 }, 93, true },
+    [T_1734] = { "1734dc26 (cuBLAS)", { 0x17, 0x34, 0xdc, 0x26, 0x80, 0x0d, 0x47, 0x45, 0x87,
+                                        0x26, 0xc0, 0xf1, 0xe7, 0xdd, 0x8b, 0xca }, 17, true },
 };
-#define MAX_SLOTS 34
+#define MAX_SLOTS 96
 
 static _Atomic unsigned trace_count[T_COUNT][MAX_SLOTS];
 
@@ -84,12 +89,103 @@ static CUresult unknown_slot(unsigned t, unsigned slot)
     {                                                                                          \
         return unknown_slot(t, s);                                                             \
     }
-#define UNK_ROW(t)                                                                             \
-    UNK(t, 0) UNK(t, 1) UNK(t, 2) UNK(t, 3) UNK(t, 4) UNK(t, 5) UNK(t, 6) UNK(t, 7) UNK(t, 8)  \
-    UNK(t, 9) UNK(t, 10) UNK(t, 11) UNK(t, 12) UNK(t, 13) UNK(t, 14) UNK(t, 15) UNK(t, 16)     \
-    UNK(t, 17) UNK(t, 18) UNK(t, 19) UNK(t, 20) UNK(t, 21) UNK(t, 22) UNK(t, 23) UNK(t, 24)    \
-    UNK(t, 25) UNK(t, 26) UNK(t, 27) UNK(t, 28) UNK(t, 29) UNK(t, 30) UNK(t, 31) UNK(t, 32)    \
-    UNK(t, 33)
+#define UNK_ROW(t) \
+    UNK(t, 0) \
+    UNK(t, 1) \
+    UNK(t, 2) \
+    UNK(t, 3) \
+    UNK(t, 4) \
+    UNK(t, 5) \
+    UNK(t, 6) \
+    UNK(t, 7) \
+    UNK(t, 8) \
+    UNK(t, 9) \
+    UNK(t, 10) \
+    UNK(t, 11) \
+    UNK(t, 12) \
+    UNK(t, 13) \
+    UNK(t, 14) \
+    UNK(t, 15) \
+    UNK(t, 16) \
+    UNK(t, 17) \
+    UNK(t, 18) \
+    UNK(t, 19) \
+    UNK(t, 20) \
+    UNK(t, 21) \
+    UNK(t, 22) \
+    UNK(t, 23) \
+    UNK(t, 24) \
+    UNK(t, 25) \
+    UNK(t, 26) \
+    UNK(t, 27) \
+    UNK(t, 28) \
+    UNK(t, 29) \
+    UNK(t, 30) \
+    UNK(t, 31) \
+    UNK(t, 32) \
+    UNK(t, 33) \
+    UNK(t, 34) \
+    UNK(t, 35) \
+    UNK(t, 36) \
+    UNK(t, 37) \
+    UNK(t, 38) \
+    UNK(t, 39) \
+    UNK(t, 40) \
+    UNK(t, 41) \
+    UNK(t, 42) \
+    UNK(t, 43) \
+    UNK(t, 44) \
+    UNK(t, 45) \
+    UNK(t, 46) \
+    UNK(t, 47) \
+    UNK(t, 48) \
+    UNK(t, 49) \
+    UNK(t, 50) \
+    UNK(t, 51) \
+    UNK(t, 52) \
+    UNK(t, 53) \
+    UNK(t, 54) \
+    UNK(t, 55) \
+    UNK(t, 56) \
+    UNK(t, 57) \
+    UNK(t, 58) \
+    UNK(t, 59) \
+    UNK(t, 60) \
+    UNK(t, 61) \
+    UNK(t, 62) \
+    UNK(t, 63) \
+    UNK(t, 64) \
+    UNK(t, 65) \
+    UNK(t, 66) \
+    UNK(t, 67) \
+    UNK(t, 68) \
+    UNK(t, 69) \
+    UNK(t, 70) \
+    UNK(t, 71) \
+    UNK(t, 72) \
+    UNK(t, 73) \
+    UNK(t, 74) \
+    UNK(t, 75) \
+    UNK(t, 76) \
+    UNK(t, 77) \
+    UNK(t, 78) \
+    UNK(t, 79) \
+    UNK(t, 80) \
+    UNK(t, 81) \
+    UNK(t, 82) \
+    UNK(t, 83) \
+    UNK(t, 84) \
+    UNK(t, 85) \
+    UNK(t, 86) \
+    UNK(t, 87) \
+    UNK(t, 88) \
+    UNK(t, 89) \
+    UNK(t, 90) \
+    UNK(t, 91) \
+    UNK(t, 92) \
+    UNK(t, 93) \
+    UNK(t, 94) \
+    UNK(t, 95)
 UNK_ROW(T_F8CF)
 UNK_ROW(T_CUDART)
 UNK_ROW(T_HOOKS)
@@ -98,23 +194,31 @@ UNK_ROW(T_CLS)
 UNK_ROW(T_CTXCHK)
 UNK_ROW(T_CHECK)
 UNK_ROW(T_69A2)
+UNK_ROW(T_2131)
+UNK_ROW(T_1734)
 #define UNK_PTRS(t)                                                                            \
-    {                                                                                          \
-        (void *)unk_##t##_0, (void *)unk_##t##_1, (void *)unk_##t##_2, (void *)unk_##t##_3,    \
-            (void *)unk_##t##_4, (void *)unk_##t##_5, (void *)unk_##t##_6,                     \
-            (void *)unk_##t##_7, (void *)unk_##t##_8, (void *)unk_##t##_9,                     \
-            (void *)unk_##t##_10, (void *)unk_##t##_11, (void *)unk_##t##_12,                  \
-            (void *)unk_##t##_13, (void *)unk_##t##_14, (void *)unk_##t##_15,                  \
-            (void *)unk_##t##_16, (void *)unk_##t##_17, (void *)unk_##t##_18,                  \
-            (void *)unk_##t##_19, (void *)unk_##t##_20, (void *)unk_##t##_21,                  \
-            (void *)unk_##t##_22, (void *)unk_##t##_23, (void *)unk_##t##_24,                  \
-            (void *)unk_##t##_25, (void *)unk_##t##_26, (void *)unk_##t##_27,                  \
-            (void *)unk_##t##_28, (void *)unk_##t##_29, (void *)unk_##t##_30,                  \
-            (void *)unk_##t##_31, (void *)unk_##t##_32, (void *)unk_##t##_33                   \
+    {\
+        (void *)unk_##t##_0, (void *)unk_##t##_1, (void *)unk_##t##_2, (void *)unk_##t##_3, (void *)unk_##t##_4, (void *)unk_##t##_5, \
+        (void *)unk_##t##_6, (void *)unk_##t##_7, (void *)unk_##t##_8, (void *)unk_##t##_9, (void *)unk_##t##_10, (void *)unk_##t##_11, \
+        (void *)unk_##t##_12, (void *)unk_##t##_13, (void *)unk_##t##_14, (void *)unk_##t##_15, (void *)unk_##t##_16, (void *)unk_##t##_17, \
+        (void *)unk_##t##_18, (void *)unk_##t##_19, (void *)unk_##t##_20, (void *)unk_##t##_21, (void *)unk_##t##_22, (void *)unk_##t##_23, \
+        (void *)unk_##t##_24, (void *)unk_##t##_25, (void *)unk_##t##_26, (void *)unk_##t##_27, (void *)unk_##t##_28, (void *)unk_##t##_29, \
+        (void *)unk_##t##_30, (void *)unk_##t##_31, (void *)unk_##t##_32, (void *)unk_##t##_33, (void *)unk_##t##_34, (void *)unk_##t##_35, \
+        (void *)unk_##t##_36, (void *)unk_##t##_37, (void *)unk_##t##_38, (void *)unk_##t##_39, (void *)unk_##t##_40, (void *)unk_##t##_41, \
+        (void *)unk_##t##_42, (void *)unk_##t##_43, (void *)unk_##t##_44, (void *)unk_##t##_45, (void *)unk_##t##_46, (void *)unk_##t##_47, \
+        (void *)unk_##t##_48, (void *)unk_##t##_49, (void *)unk_##t##_50, (void *)unk_##t##_51, (void *)unk_##t##_52, (void *)unk_##t##_53, \
+        (void *)unk_##t##_54, (void *)unk_##t##_55, (void *)unk_##t##_56, (void *)unk_##t##_57, (void *)unk_##t##_58, (void *)unk_##t##_59, \
+        (void *)unk_##t##_60, (void *)unk_##t##_61, (void *)unk_##t##_62, (void *)unk_##t##_63, (void *)unk_##t##_64, (void *)unk_##t##_65, \
+        (void *)unk_##t##_66, (void *)unk_##t##_67, (void *)unk_##t##_68, (void *)unk_##t##_69, (void *)unk_##t##_70, (void *)unk_##t##_71, \
+        (void *)unk_##t##_72, (void *)unk_##t##_73, (void *)unk_##t##_74, (void *)unk_##t##_75, (void *)unk_##t##_76, (void *)unk_##t##_77, \
+        (void *)unk_##t##_78, (void *)unk_##t##_79, (void *)unk_##t##_80, (void *)unk_##t##_81, (void *)unk_##t##_82, (void *)unk_##t##_83, \
+        (void *)unk_##t##_84, (void *)unk_##t##_85, (void *)unk_##t##_86, (void *)unk_##t##_87, (void *)unk_##t##_88, (void *)unk_##t##_89, \
+        (void *)unk_##t##_90, (void *)unk_##t##_91, (void *)unk_##t##_92, (void *)unk_##t##_93, (void *)unk_##t##_94, (void *)unk_##t##_95 \
     }
 static void *const unknown_fns[T_COUNT][MAX_SLOTS] = {
     UNK_PTRS(T_F8CF), UNK_PTRS(T_CUDART), UNK_PTRS(T_HOOKS), UNK_PTRS(T_TLS),
     UNK_PTRS(T_CLS),  UNK_PTRS(T_CTXCHK), UNK_PTRS(T_CHECK), UNK_PTRS(T_69A2),
+    UNK_PTRS(T_2131), UNK_PTRS(T_1734),
 };
 
 /* The tables themselves; filled once (fill_tables), then only read. */
@@ -289,6 +393,33 @@ void shim_cls_context_gone(CUcontext ctx)
     }
 }
 
+/* ---- 42d85a81 slot 2 (cuBLAS): the calling thread's current context, as the driver answers
+ * (its context handle is its internal object; 0 on a thread without one: dark_probe) ---- */
+
+static CUresult tls_current_ctx(CUcontext *out)
+{
+    trace(T_TLS, 2, "%p", (void *)out);
+    if (out == NULL)
+        return CUDA_ERROR_INVALID_VALUE;
+    CUcontext c = NULL;
+    if (cuCtxGetCurrent(&c) != CUDA_SUCCESS)
+        c = NULL;
+    *out = c;
+    return CUDA_SUCCESS;
+}
+
+/* ---- 21318c60 slot 4 (cuBLAS): (ctx, uint64_t *out, ...): the driver writes 1 (dark_probe);
+ * the meaning is not known yet: answered as measured, experimental ---- */
+
+static CUresult cublas_slot4(CUcontext ctx, uint64_t *out)
+{
+    trace(T_2131, 4, "ctx %p out %p", (void *)ctx, (void *)out);
+    if (out == NULL)
+        return CUDA_ERROR_INVALID_VALUE;
+    *out = 1;
+    return CUDA_SUCCESS;
+}
+
 /* ---- 263e8860: context checks: no context of ours is a wrapped one ---- */
 
 static CUresult ctxchk_slot2(CUcontext ctx, uint32_t *wrapped, void **inner)
@@ -370,6 +501,8 @@ static void fill_tables(void)
     tables[T_CLS][0] = (void *)cls_put;
     tables[T_CLS][1] = (void *)cls_remove;
     tables[T_CLS][2] = (void *)cls_get;
+    tables[T_TLS][2] = (void *)tls_current_ctx;
+    tables[T_2131][4] = (void *)cublas_slot4;
     tables[T_CTXCHK][2] = (void *)ctxchk_slot2;
     tables[T_CTXCHK][3] = (void *)ctxchk_slot3;
     tables[T_CHECK][1] = (void *)check_slot1;

@@ -236,6 +236,26 @@ static void test_launch_paths(int real_gpu)
     CHECK(cuModuleUnload(mod));
 }
 
+/* A module image bigger than a message (cuBLAS's are ~8 MiB) goes through a host segment. */
+static void test_big_module(void)
+{
+    char *ptx = read_file(kernels_path(1));
+    size_t n = strlen(ptx), pad = 6u << 20;
+    char *big = malloc(n + pad + 1);
+    EXPECT(big != NULL);
+    memcpy(big, ptx, n);
+    for (size_t i = 0; i < pad; i += 8)
+        memcpy(big + n + i, "// pad \n", 8);
+    big[n + pad] = 0;
+    CUmodule mod;
+    CUfunction f;
+    CHECK(cuModuleLoadData(&mod, big));
+    CHECK(cuModuleGetFunction(&f, mod, "vec_add"));
+    CHECK(cuModuleUnload(mod));
+    free(big);
+    free(ptx);
+}
+
 int main(void)
 {
     CUcontext ctx = test_init();
@@ -246,6 +266,7 @@ int main(void)
     test_check_value();
     test_memory_and_limits();
     test_launch_paths(real_gpu);
+    test_big_module();
     fprintf(stderr, "export_test: OK (%s)\n", real_gpu ? "real GPU" : "soft test device");
     return 0;
 }

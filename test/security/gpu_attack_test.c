@@ -325,6 +325,18 @@ static void test_sizes(void)
     EXPECT_EQ(call(b, IDM_OP_SEG_COPY, IDM_F_SYNC, &sc, sizeof sc, NULL, 0, NULL, 0), OK);
     sc.dir = 7;
     EXPECT_EQ(call(b, IDM_OP_SEG_COPY, IDM_F_SYNC, &sc, sizeof sc, NULL, 0, NULL, 0), INVALID_VALUE);
+    /* module images in a segment (big modules): offsets and lengths checked, handles too */
+    uint8_t mrep[64];
+    struct idm_module_load_req ml = { 100, h.handle, UINT64_MAX - 10 };
+    EXPECT_EQ(call(b, IDM_OP_MODULE_LOAD, 0, &ml, sizeof ml, NULL, 0, mrep, sizeof mrep), INVALID_VALUE);
+    ml.seg_off = 65536 - 8;
+    EXPECT_EQ(call(b, IDM_OP_MODULE_LOAD, 0, &ml, sizeof ml, NULL, 0, mrep, sizeof mrep), INVALID_VALUE);
+    ml.seg_off = 0;
+    ml.len = 1ull << 40;
+    EXPECT_EQ(call(b, IDM_OP_MODULE_LOAD, 0, &ml, sizeof ml, NULL, 0, mrep, sizeof mrep), INVALID_VALUE);
+    ml.len = 100;
+    ml.seg = h.handle ^ (1ull << 40); /* forged */
+    EXPECT_EQ(call(b, IDM_OP_MODULE_LOAD, 0, &ml, sizeof ml, NULL, 0, mrep, sizeof mrep), INVALID_HANDLE);
     EXPECT_EQ(handle_op(b, IDM_OP_HOST_UNREG, h.handle), OK);
     /* an HTOD that claims more bytes than it carries is a protocol violation: channel closed */
     struct idm_htod_req lie = { pb, 0, 1 << 20, 0 };
@@ -549,7 +561,7 @@ static uint64_t load_function(struct idm_chan *ch, const char *name)
         FAIL("cannot read %s", path);
     fclose(f);
     ptx[n++] = 0;
-    struct idm_module_load_req r = { n };
+    struct idm_module_load_req r = { n, 0, 0 };
     uint64_t seq;
     uint8_t *body = idm_client_begin(ch, IDM_OP_MODULE_LOAD, 0, n, &seq);
     if (body == NULL)
