@@ -369,11 +369,19 @@ static CUresult tensor_map(struct idm_tensor_map_req *req, void *map)
     return r;
 }
 
-/* Copies the shape arrays every encoding has; rank is checked first. */
-static CUresult tensor_shape(struct idm_tensor_map_req *req, uint32_t rank, void *address,
+/* Copies what every encoding has: the element type and layout options, then the shape arrays
+ * (rank checked first). */
+static CUresult tensor_shape(struct idm_tensor_map_req *req, uint32_t kind, int dtype,
+                             const int opts[4], uint32_t rank, void *address,
                              const uint64_t *dims, const uint64_t *strides,
                              const uint32_t *elem_strides)
 {
+    req->kind = kind;
+    req->dtype = (uint32_t)dtype;
+    req->interleave = (uint32_t)opts[0];
+    req->swizzle = (uint32_t)opts[1];
+    req->l2promo = (uint32_t)opts[2];
+    req->oobfill = (uint32_t)opts[3];
     if (rank < 1 || rank > 5 || dims == NULL || elem_strides == NULL ||
         (rank > 1 && strides == NULL))
         return CUDA_ERROR_INVALID_VALUE;
@@ -393,15 +401,11 @@ SHIM_API CUresult cuTensorMapEncodeTiled(void *map, int dtype, uint32_t rank, vo
 {
     struct idm_tensor_map_req req;
     memset(&req, 0, sizeof req);
-    CUresult r = tensor_shape(&req, rank, address, dims, strides, elem_strides);
+    const int opts[4] = { interleave, swizzle, l2promo, oobfill };
+    CUresult r = tensor_shape(&req, IDM_TMAP_TILED, dtype, opts, rank, address, dims, strides,
+                              elem_strides);
     if (r != CUDA_SUCCESS || box == NULL)
         return r != CUDA_SUCCESS ? r : CUDA_ERROR_INVALID_VALUE;
-    req.kind = IDM_TMAP_TILED;
-    req.dtype = (uint32_t)dtype;
-    req.interleave = (uint32_t)interleave;
-    req.swizzle = (uint32_t)swizzle;
-    req.l2promo = (uint32_t)l2promo;
-    req.oobfill = (uint32_t)oobfill;
     memcpy(req.box, box, rank * sizeof *box);
     return tensor_map(&req, map);
 }
@@ -415,15 +419,11 @@ SHIM_API CUresult cuTensorMapEncodeIm2col(void *map, int dtype, uint32_t rank, v
 {
     struct idm_tensor_map_req req;
     memset(&req, 0, sizeof req);
-    CUresult r = tensor_shape(&req, rank, address, dims, strides, elem_strides);
+    const int opts[4] = { interleave, swizzle, l2promo, oobfill };
+    CUresult r = tensor_shape(&req, IDM_TMAP_IM2COL, dtype, opts, rank, address, dims, strides,
+                              elem_strides);
     if (r != CUDA_SUCCESS || rank < 3 || lower == NULL || upper == NULL)
         return r != CUDA_SUCCESS ? r : CUDA_ERROR_INVALID_VALUE;
-    req.kind = IDM_TMAP_IM2COL;
-    req.dtype = (uint32_t)dtype;
-    req.interleave = (uint32_t)interleave;
-    req.swizzle = (uint32_t)swizzle;
-    req.l2promo = (uint32_t)l2promo;
-    req.oobfill = (uint32_t)oobfill;
     req.channels_per_pixel = channels_per_pixel;
     req.pixels_per_column = pixels_per_column;
     memcpy(req.lower, lower, (rank - 2) * sizeof *lower);
