@@ -139,6 +139,28 @@ int main(int argc, char **argv)
                 printf("%s slot %d crashed (signal %d)\n", calls[k].t ? "1734dc26" : "21318c60",
                        calls[k].slot, WIFSIGNALED(st) ? WTERMSIG(st) : 0);
         }
+        /* 21318c60 slot 51 as cuBLAS 13.1 calls it: (ctx, 0, out, 0, 8) */
+        if (tab[0] != NULL) {
+            int (*s51)(void *, uint64_t, void *, uint64_t, uint64_t) =
+                (int (*)(void *, uint64_t, void *, uint64_t, uint64_t))tab[0][51];
+            for (uint64_t a1 = 0; a1 <= 3; a1++) {
+                fflush(stdout);
+                pid_t p = fork();
+                if (p == 0) {
+                    uint64_t o[4];
+                    memset(o, 0xcc, sizeof o);
+                    int rc = s51(ctx, a1, o, 0, 8);
+                    printf("21318c60 slot 51 (ctx, %" PRIu64 ", out, 0, 8) = %d out %#" PRIx64
+                           " %#" PRIx64 "\n", a1, rc, o[0], o[1]);
+                    fflush(stdout);
+                    _exit(0);
+                }
+                int st = 0;
+                waitpid(p, &st, 0);
+                if (!WIFEXITED(st))
+                    printf("21318c60 slot 51 (ctx, %" PRIu64 ", ...) crashed\n", a1);
+            }
+        }
         for (uint64_t id = 0; id <= 2; id++) {
             for (uint64_t arg = 0; arg <= 1; arg++) {
                 pid_t p = fork();
