@@ -196,6 +196,7 @@ static void drain_replies(struct harness *h)
 		if (rep.result == CUDA_SUCCESS) {
 			switch (hdr.op) {
 			case IDM_OP_MEM_ALLOC:
+			case IDM_OP_MEM_ALLOC_ASYNC:
 			case IDM_OP_HOST_REG:
 			case IDM_OP_STREAM_CREATE:
 			case IDM_OP_EVENT_CREATE:
