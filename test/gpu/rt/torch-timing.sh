@@ -2,6 +2,7 @@
 # rt/torch-timing.sh [ROUNDS]: PyTorch (torch_check.py: correctness + GPT-style training step)
 # natively and through libvgpu.so, alternating, ROUNDS times each (default 3); one JSON line per
 # run in $OUT/torch-timing.txt. Builds build-dev if needed. Run from the repository root.
+# VGPU_TORCH_MODEL=big (passed on to torch_check.py): the GPU-bound model.
 set -u
 OUT=${OUT:-/tmp/vgpu-device-out}
 B=${VGPU_BUILD:-build-dev}

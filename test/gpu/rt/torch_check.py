@@ -1,7 +1,10 @@
 """torch_check.py: PyTorch on the GPU, natively or through libvgpu.so (the same script both ways).
 Tensor ops and a matmul checked against the CPU; a small MLP trained for 300 steps (seeded: the
 losses of a native run and a shim run are comparable); a transformer training step timed (median
-of 30 after 10 warm-up steps). Prints one JSON line with the numbers; exit 1 on a wrong result."""
+of 30 after 10 warm-up steps). Prints one JSON line with the numbers; exit 1 on a wrong result.
+VGPU_TORCH_MODEL=big: a GPU-bound step instead (d_model 1024, 8 layers, batch 16 x 512).
+"""
+import os
 import json
 import statistics
 import sys
@@ -42,12 +45,15 @@ for step in range(300):
 r["mlp_losses"] = losses
 assert losses[-1] < losses[0] / 2, losses
 
+big = os.environ.get("VGPU_TORCH_MODEL") == "big"
+d_model, nlayers, seq = (1024, 8, 512) if big else (256, 4, 128)
+r["gpt_model"] = "d%d_l%d_b16x%d" % (d_model, nlayers, seq)
 torch.manual_seed(0)
-layer = nn.TransformerEncoderLayer(d_model=256, nhead=8, dim_feedforward=1024, batch_first=True)
-gpt = nn.Sequential(nn.Embedding(1000, 256), nn.TransformerEncoder(layer, num_layers=4), nn.Linear(256, 1000)).to(dev)
+layer = nn.TransformerEncoderLayer(d_model=d_model, nhead=8, dim_feedforward=4 * d_model, batch_first=True)
+gpt = nn.Sequential(nn.Embedding(1000, d_model), nn.TransformerEncoder(layer, num_layers=nlayers), nn.Linear(d_model, 1000)).to(dev)
 opt = torch.optim.AdamW(gpt.parameters(), lr=3e-4)
-tokens = torch.randint(0, 1000, (16, 129), generator=g).to(dev)
-mask = nn.Transformer.generate_square_subsequent_mask(128).to(dev)
+tokens = torch.randint(0, 1000, (16, seq + 1), generator=g).to(dev)
+mask = nn.Transformer.generate_square_subsequent_mask(seq).to(dev)
 times = []
 for step in range(40):
     torch.cuda.synchronize()
