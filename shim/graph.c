@@ -6,6 +6,8 @@
 
 #include <string.h>
 
+CUresult cuDevicePrimaryCtxRelease(CUdevice);
+
 /* The device's one memory pool as the pod sees it: the broker's default pool. */
 static struct { uint32_t magic; } default_pool = { 0x504f4f4cu };
 
@@ -299,8 +301,8 @@ SHIM_API CUresult cuStreamGetCtx(CUstream s, CUcontext *ctx)
     if (ctx == NULL)
         return CUDA_ERROR_INVALID_VALUE;
     CUresult r = cuCtxGetCurrent(ctx);
-    if (r == CUDA_SUCCESS && *ctx == NULL)
-        r = cuDevicePrimaryCtxRetain(ctx, 0);
+    if (r == CUDA_SUCCESS && *ctx == NULL && (r = cuDevicePrimaryCtxRetain(ctx, 0)) == CUDA_SUCCESS)
+        (void)cuDevicePrimaryCtxRelease(0); /* only its handle is wanted: no reference kept */
     return r;
 }
 
