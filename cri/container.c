@@ -19,6 +19,7 @@
 #include "oci_spec.h"
 #include "sandbox_store.h"
 #include "util.h"
+#include "xen_container.h"
 
 #define MONITOR_SYNC_TIMEOUT_MS 30000
 #define KILL_WAIT_MS 10000
@@ -306,6 +307,16 @@ static int create_in_sandbox(struct vgpu_daemon *d, struct vgpu_sandbox *s, stru
 	if ((r = vgpu_mkdir_p(c->dir, 0700, err)) < 0 || (r = vgpu_container_save_config(m, c, err)) < 0 ||
 	    (r = vgpu_container_save(m, c, err)) < 0)
 		goto out;
+	if (*c->log_path) {
+		_cleanup_free_ char *dir = vgpu_strdup(c->log_path);
+		*strrchr(dir, '/') = '\0';
+		if ((r = vgpu_mkdir_p(dir, 0755, err)) < 0)
+			goto out;
+	}
+	if (s->xen_domain) { /* in the pod's guest, through its agent */
+		r = vgpu_xen_container_create(m, s, c, &img, err);
+		goto out;
+	}
 	long long t0 = vgpu_now_ns();
 	if ((r = vgpu_image_mount_rootfs(d->images, c->image_id, c->dir, &rootfs, err)) < 0)
 		goto out;
@@ -315,12 +326,6 @@ static int create_in_sandbox(struct vgpu_daemon *d, struct vgpu_sandbox *s, stru
 		goto out;
 	}
 	long long t2 = vgpu_now_ns();
-	if (*c->log_path) {
-		_cleanup_free_ char *dir = vgpu_strdup(c->log_path);
-		*strrchr(dir, '/') = '\0';
-		if ((r = vgpu_mkdir_p(dir, 0755, err)) < 0)
-			goto out;
-	}
 	r = start_monitor(m, c, s->config->log_directory, err);
 	vgpu_log(VGPU_LOG_DEBUG, "container %s: rootfs %.1f ms, spec %.1f ms, monitor + runc create %.1f ms", c->id,
 		 (double)(t1 - t0) / 1e6, (double)(t2 - t1) / 1e6, (double)(vgpu_now_ns() - t2) / 1e6);
@@ -350,10 +355,6 @@ int vgpu_rpc_create_container(struct vgpu_daemon *d, const ProtobufCMessage *req
 		r = vgpu_err_set(err, -EBUSY, "sandbox %s is not ready", s->id);
 		goto out;
 	}
-	if (s->xen_domain) { /* containers inside the guest: not yet (docs/xen-testing.md) */
-		r = vgpu_err_set(err, -EOPNOTSUPP, "sandbox %s: containers in xen pods are not implemented yet", s->id);
-		goto out;
-	}
 	c = vgpu_container_alloc();
 	vgpu_new_id(c->id);
 	snprintf(c->sandbox_id, sizeof(c->sandbox_id), "%s", s->id);
@@ -380,7 +381,10 @@ int vgpu_rpc_create_container(struct vgpu_daemon *d, const ProtobufCMessage *req
 	}
 	if (r < 0) {
 		vgpu_log(VGPU_LOG_WARN, "container %s: create failed: %s", c->id, err ? err->msg : "");
-		vgpu_container_cleanup_interrupted(m, c->id, c->dir);
+		if (c->xen)
+			vgpu_xen_container_cleanup(m, c);
+		else
+			vgpu_container_cleanup_interrupted(m, c->id, c->dir);
 		vgpu_container_unlink(m, c);
 	} else {
 		vgpu_log(VGPU_LOG_INFO, "container %s: created %s in sandbox %s, pid %d", c->id, c->config->metadata->name,
@@ -417,7 +421,7 @@ int vgpu_rpc_start_container(struct vgpu_daemon *d, const ProtobufCMessage *req_
 		goto out;
 	}
 	long long t0 = vgpu_wall_ns();
-	if ((r = vgpu_runc_start(&m->runc, c->id, err)) < 0)
+	if ((r = c->xen ? vgpu_xen_container_start(m, c, err) : vgpu_runc_start(&m->runc, c->id, err)) < 0)
 		goto out;
 	pthread_mutex_lock(&m->lock);
 	c->started_at = t0;
@@ -465,6 +469,8 @@ int vgpu_container_stop(struct vgpu_pod_manager *m, struct vgpu_container *c, lo
 	pthread_mutex_unlock(&m->lock);
 	if (exited)
 		return 0;
+	if (c->xen)
+		return vgpu_xen_container_stop(m, c, stop_signal(c->config), running ? timeout_s : 0, err);
 	struct vgpu_sandbox *s = NULL;
 	bool all = false;
 	if (vgpu_sandbox_get(m, c->sandbox_id, &s, NULL) == 0) {
@@ -517,7 +523,10 @@ int vgpu_container_remove(struct vgpu_pod_manager *m, struct vgpu_container *c, 
 	pthread_mutex_lock(&c->op_lock);
 	int r = vgpu_container_stop(m, c, 0, err);
 	if (r == 0) {
-		vgpu_container_cleanup(m, c->id, c->dir);
+		if (c->xen)
+			vgpu_xen_container_cleanup(m, c);
+		else
+			vgpu_container_cleanup(m, c->id, c->dir);
 		pthread_mutex_lock(&m->lock);
 		vgpu_event_emit_locked(m, c, RUNTIME__V1__CONTAINER_EVENT_TYPE__CONTAINER_DELETED_EVENT);
 		pthread_mutex_unlock(&m->lock);

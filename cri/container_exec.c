@@ -1,6 +1,7 @@
 /* ExecSync (runc exec with captured output and a deadline, used by kubelet's exec probes) and
  * ReopenContainerLog (asks the container's monitor to reopen its log file after rotation). */
 #include <errno.h>
+#include <fcntl.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
@@ -13,6 +14,7 @@
 #include "log.h"
 #include "sandbox_store.h"
 #include "util.h"
+#include "xen_container.h"
 
 #define EXEC_MAX_ARGS 240
 #define EXEC_MAX_ARG_BYTES (128 << 10)
@@ -60,7 +62,10 @@ int vgpu_rpc_exec_sync(struct vgpu_daemon *d, const ProtobufCMessage *req_msg, P
 	for (size_t i = 0; i < req->n_cmd; i++)
 		argv[i] = req->cmd[i];
 	struct vgpu_proc_result res;
-	r = vgpu_runc_exec(&m->runc, c->id, argv, req->timeout * 1000, m->tmp_dir, &res, err);
+	if (c->xen)
+		r = vgpu_xen_container_exec(m, c, argv, req->timeout * 1000, &res, err);
+	else
+		r = vgpu_runc_exec(&m->runc, c->id, argv, req->timeout * 1000, m->tmp_dir, &res, err);
 	free(argv);
 	if (r == 0 && res.timed_out)
 		r = vgpu_err_set(err, -ETIMEDOUT, "container %s: exec '%.100s' timed out after %llds (killed)", c->id,
@@ -99,6 +104,12 @@ int vgpu_rpc_reopen_container_log(struct vgpu_daemon *d, const ProtobufCMessage 
 	pthread_mutex_unlock(&m->lock);
 	if (!*c->log_path) {
 		r = vgpu_err_set(err, -EBUSY, "container %s has no log path", c->id);
+	} else if (c->xen) { /* the pump opens the log for every copy: a new file is all it takes */
+		int fd = open(c->log_path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0640);
+		if (fd < 0)
+			r = vgpu_err_errno(err, errno, "container %s: reopen %s", c->id, c->log_path);
+		else
+			close(fd);
 	} else if (!vgpu_proc_alive(mon, start) || kill(mon, SIGUSR1) < 0) {
 		r = vgpu_err_set(err, -EBUSY, "container %s: its monitor is gone", c->id);
 	} else {

@@ -8,6 +8,7 @@
 #include "daemon.h"
 #include "sandbox_store.h"
 #include "util.h"
+#include "xen_container.h"
 
 static Runtime__V1__ImageSpec *image_spec(const struct vgpu_container *c)
 {
@@ -74,6 +75,8 @@ static char *verbose_info(struct vgpu_container *c)
 	json_object_object_add(o, "monitorPid", json_object_new_int(c->monitor_pid));
 	json_object_object_add(o, "bundle", json_object_new_string(c->dir));
 	json_object_object_add(o, "cgroupsPath", json_object_new_string(c->cgroups_path));
+	if (c->xen) /* runs in the pod's domain, from this disk */
+		json_object_object_add(o, "xenImageDisk", json_object_new_string(c->xen->vdev));
 	_cleanup_free_ char *spec_path = vgpu_asprintf("%s/config.json", c->dir);
 	json_object *spec = json_object_from_file(spec_path);
 	if (spec)
@@ -92,6 +95,8 @@ int vgpu_rpc_container_status(struct vgpu_daemon *d, const ProtobufCMessage *req
 	int r = vgpu_container_get(m, req->container_id, &c, err);
 	if (r < 0)
 		return r;
+	if (c->xen) /* the guest's latest: state, exit, log records */
+		vgpu_xen_container_sync(m, c);
 	Runtime__V1__ContainerStatusResponse *out = vgpu_calloc(1, sizeof(*out));
 	runtime__v1__container_status_response__init(out);
 	pthread_mutex_lock(&m->lock);

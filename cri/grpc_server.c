@@ -91,6 +91,7 @@ static grpc_status_code status_from_errno(int code)
 	case EBUSY:
 	case ESTALE:
 	case ENODEV: /* e.g. a GPU pod on a node without a GPU backend */
+	case ENOTCONN: /* a xen pod whose domain is not there to talk to */
 		return GRPC_STATUS_FAILED_PRECONDITION;
 	case ENOSYS:
 	case EOPNOTSUPP:

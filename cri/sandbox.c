@@ -498,6 +498,12 @@ static int stop_sandbox(struct vgpu_pod_manager *m, struct vgpu_sandbox *s, stru
 	for (size_t i = 0; i < n; i++) {
 		struct vgpu_err cerr = { 0 };
 		int cr = vgpu_container_stop(m, cs[i], 0, &cerr);
+		if (cr < 0 && s->xen_domain) {
+			/* a guest that does not answer must not keep its domain alive: destroying the
+			 * domain ends the container, which is then reported exited */
+			vgpu_log(VGPU_LOG_WARN, "sandbox %s: %s (the domain's destruction ends it)", s->id, cerr.msg);
+			cr = 0;
+		}
 		if (cr < 0 && r == 0)
 			r = vgpu_err_set(err, cr, "sandbox %s: %s", s->id, cerr.msg);
 		vgpu_container_put(m, cs[i]);
@@ -512,7 +518,10 @@ static int stop_sandbox(struct vgpu_pod_manager *m, struct vgpu_sandbox *s, stru
 	kill_infra(pid, start);
 	if (vgpu_proc_alive(pid, start))
 		return vgpu_err_set(err, -EIO, "sandbox %s: infra process %d does not die", s->id, (int)pid);
-	if (s->xen_domain && (r = vgpu_xen_pod_stop(m, s, err)) < 0)
+	pthread_mutex_lock(&m->lock);
+	bool was_ready = s->state != RUNTIME__V1__POD_SANDBOX_STATE__SANDBOX_NOTREADY;
+	pthread_mutex_unlock(&m->lock);
+	if (s->xen_domain && (r = vgpu_xen_pod_stop(m, s, err)) < 0) /* NOTREADY from its start */
 		return r;
 	/* Close the pod's broker channels and free its GPU objects (idempotent); the socket's
 	 * directory stays until RemovePodSandbox. */
@@ -521,7 +530,7 @@ static int stop_sandbox(struct vgpu_pod_manager *m, struct vgpu_sandbox *s, stru
 	if (!s->host_net && (r = vgpu_pod_network_teardown(m->d->cfg, s->id, err)) < 0)
 		return r;
 	pthread_mutex_lock(&m->lock);
-	bool changed = s->state != RUNTIME__V1__POD_SANDBOX_STATE__SANDBOX_NOTREADY;
+	bool changed = was_ready || s->state != RUNTIME__V1__POD_SANDBOX_STATE__SANDBOX_NOTREADY;
 	s->state = RUNTIME__V1__POD_SANDBOX_STATE__SANDBOX_NOTREADY;
 	pthread_mutex_unlock(&m->lock);
 	if (changed) {

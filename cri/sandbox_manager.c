@@ -19,6 +19,7 @@
 #include "sandbox.h"
 #include "sandbox_store.h"
 #include "util.h"
+#include "xen_container.h"
 #include "xen_sandbox.h"
 
 #ifndef CGROUP2_SUPER_MAGIC
@@ -69,6 +70,15 @@ static const struct vgpu_handler_config *runc_handler(const struct vgpu_config *
 /* Reconcile a loaded container with reality (mgr->lock not held; single-threaded at open). */
 static void recover_container(struct vgpu_pod_manager *m, struct vgpu_container *c)
 {
+	if (c->xen) { /* in a guest: the pump asks its agent (a gone domain makes it exited there) */
+		pthread_mutex_lock(&m->lock);
+		bool changed = vgpu_container_check_exit_locked(m, c);
+		pthread_mutex_unlock(&m->lock);
+		vgpu_xen_container_recover(m, c);
+		if (changed)
+			(void)vgpu_container_save(m, c, NULL);
+		return;
+	}
 	pthread_mutex_lock(&m->lock);
 	bool changed = vgpu_container_check_exit_locked(m, c);
 	bool live = c->state != RUNTIME__V1__CONTAINER_STATE__CONTAINER_EXITED;
@@ -275,6 +285,7 @@ int vgpu_pods_open(struct vgpu_daemon *d, struct vgpu_err *err)
 		goto fail;
 	}
 	m->watcher_started = true;
+	vgpu_xen_pump_start(m);
 	size_t ns = 0, nc = 0;
 	for (struct vgpu_sandbox *s = m->sandboxes; s; s = s->next)
 		ns++;
@@ -293,6 +304,7 @@ void vgpu_pods_close(struct vgpu_daemon *d)
 	struct vgpu_pod_manager *m = d->pods;
 	if (!m)
 		return;
+	vgpu_xen_pump_stop(m);
 	if (m->watcher_started) {
 		uint64_t one = 1;
 		if (write(m->stop_fd, &one, sizeof(one)) == sizeof(one))

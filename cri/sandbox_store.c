@@ -2,6 +2,7 @@
  * containers in two lists under one lock, meta.json (json-c) beside the config.pb each object was
  * created from, and protobuf helpers shared by the RPC files. */
 #include "sandbox_store.h"
+#include "xen_container.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -218,6 +219,7 @@ static void container_free(struct vgpu_container *c)
 	free(c->cgroups_path);
 	free(c->reason);
 	free(c->message);
+	vgpu_xen_ctr_free(c->xen);
 	pthread_mutex_destroy(&c->op_lock);
 	pthread_mutex_destroy(&c->persist_lock);
 	free(c);
@@ -492,6 +494,8 @@ int vgpu_container_save(struct vgpu_pod_manager *m, struct vgpu_container *c, st
 	ADD_INT(o, "pid_start", c->pid_start);
 	ADD_INT(o, "monitor_pid", c->monitor_pid);
 	ADD_INT(o, "monitor_start", c->monitor_start);
+	if (c->xen)
+		ADD_STR(o, "xen_vdev", c->xen->vdev);
 	pthread_mutex_unlock(&m->lock);
 	int r = save_json(c->dir, o, !creating, err);
 	json_object_put(o);
@@ -606,6 +610,8 @@ struct vgpu_container *vgpu_container_load(struct vgpu_pod_manager *m, const cha
 	c->pid_start = (unsigned long long)j_int(o, "pid_start");
 	c->monitor_pid = (pid_t)j_int(o, "monitor_pid");
 	c->monitor_start = (unsigned long long)j_int(o, "monitor_start");
+	if (*j_str(o, "xen_vdev"))
+		c->xen = vgpu_xen_ctr_new(j_str(o, "xen_vdev"));
 	c->phase = VGPU_PHASE_LIVE;
 	json_object_put(o);
 	return c;

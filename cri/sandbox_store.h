@@ -83,12 +83,16 @@ struct vgpu_container {
 	pid_t pid, monitor_pid;
 	unsigned long long pid_start, monitor_start;
 	Runtime__V1__LinuxContainerResources *resources; /* current (UpdateContainerResources) */
+	struct vgpu_xen_ctr *xen;         /* xen pods' containers (xen_container.h), else NULL; set once
+					   * during creation under mgr->lock, then immutable */
 	unsigned long long last_cpu_ns;   /* stats sample for nanocores */
 	long long last_cpu_ts;
 };
 
 struct vgpu_event_sub;
 struct vgpu_xen_pods;
+struct vgpu_xen_pump;
+struct vgpu_xen_ctr;
 
 struct vgpu_pod_manager {
 	struct vgpu_daemon *d;
@@ -106,6 +110,7 @@ struct vgpu_pod_manager {
 	pthread_t watcher;
 	bool watcher_started;
 	struct vgpu_xen_pods *xen;        /* xen handler state (xen_sandbox.c); set at open */
+	struct vgpu_xen_pump *xen_pump;   /* xen containers' log/exit pump (xen_container.c) or NULL */
 };
 
 static inline struct vgpu_pod_manager *vgpu_pods(struct vgpu_daemon *d)

@@ -4,6 +4,7 @@
 
 #include <errno.h>
 #include <poll.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -25,6 +26,7 @@ struct vgpu_xen_agent {
 	struct libxenvchan *ch;
 	uint32_t domid;
 	uint32_t next_id;
+	bool broken;      /* a channel error: the stream may be out of step, reconnect */
 	uint8_t *payload; /* AGENT_MAX_PAYLOAD bytes: the last message received */
 };
 
@@ -133,6 +135,7 @@ static int channel_err(struct vgpu_xen_agent *a, struct vgpu_err *err, int r, co
 			  : r == -EPIPE	  ? "channel closed"
 			  : r == -EPROTO   ? "protocol error"
 					   : strerror(-r);
+	a->broken = true;
 	return vgpu_err_set(err, r, "agent of domain %u: %s: %s", a->domid, what, why);
 }
 
@@ -301,4 +304,102 @@ int vgpu_xen_agent_poweroff(struct vgpu_xen_agent *a, struct vgpu_err *err)
 {
 	int r = send_msg(a, AGENT_MSG_POWEROFF, a->next_id++, NULL, vgpu_now_ns() + 5000LL * 1000000);
 	return r < 0 ? channel_err(a, err, r, "poweroff") : 0;
+}
+
+bool vgpu_xen_agent_broken(const struct vgpu_xen_agent *a)
+{
+	return a->broken;
+}
+
+uint32_t vgpu_xen_agent_domid(const struct vgpu_xen_agent *a)
+{
+	return a->domid;
+}
+
+static const char *ctr_what(uint16_t type)
+{
+	switch (type) {
+	case AGENT_MSG_CTR_CREATE: return "create container";
+	case AGENT_MSG_CTR_START: return "start container";
+	case AGENT_MSG_CTR_STOP: return "stop container";
+	case AGENT_MSG_CTR_STATUS: return "container status";
+	case AGENT_MSG_CTR_LOGS: return "container logs";
+	case AGENT_MSG_CTR_EXEC: return "exec in container";
+	case AGENT_MSG_CTR_REMOVE: return "remove container";
+	default: return "container request";
+	}
+}
+
+/* Send a container request; the reply (of type want) is in a->payload. */
+static int ctr_call(struct vgpu_xen_agent *a, const struct agent_ctr_req *req, uint16_t want, long long timeout_ms,
+		    struct agent_hdr *reply, struct vgpu_err *err)
+{
+	struct agent_buf b = { 0 };
+	int r = agent_ctr_req_encode(&b, req);
+	if (r < 0) {
+		agent_buf_free(&b);
+		return vgpu_err_set(err, r == -EMSGSIZE ? -E2BIG : -EINVAL,
+				    "agent of domain %u: %s %s: request does not fit the protocol", a->domid,
+				    ctr_what(req->type), req->id ? req->id : "");
+	}
+	r = call(a, req->type, &b, want, timeout_ms, reply, err, ctr_what(req->type));
+	agent_buf_free(&b);
+	return r;
+}
+
+int vgpu_xen_agent_ctr(struct vgpu_xen_agent *a, const struct agent_ctr_req *req, long long timeout_ms,
+		       struct vgpu_err *err)
+{
+	struct agent_hdr reply;
+	return ctr_call(a, req, AGENT_MSG_OK, timeout_ms, &reply, err);
+}
+
+int vgpu_xen_agent_ctr_status(struct vgpu_xen_agent *a, const char *id, struct agent_ctr_state *st,
+			      struct vgpu_err *err)
+{
+	struct agent_ctr_req req = { .type = AGENT_MSG_CTR_STATUS, .id = (char *)id };
+	struct agent_hdr reply;
+	int r = ctr_call(a, &req, AGENT_MSG_CTR_STATE, 10000, &reply, err);
+	if (r == 0 && agent_ctr_state_decode(a->payload, reply.len, st) < 0)
+		r = channel_err(a, err, -EPROTO, "container status reply");
+	return r;
+}
+
+int vgpu_xen_agent_ctr_logs(struct vgpu_xen_agent *a, const char *id, uint64_t offset, uint32_t max_bytes,
+			    struct agent_ctr_log_data *out, struct vgpu_err *err)
+{
+	struct agent_ctr_req req = { .type = AGENT_MSG_CTR_LOGS, .id = (char *)id, .offset = offset,
+				     .max_bytes = max_bytes };
+	struct agent_hdr reply;
+	int r = ctr_call(a, &req, AGENT_MSG_CTR_LOG_DATA, 10000, &reply, err);
+	if (r == 0 && (agent_ctr_log_data_decode(a->payload, reply.len, out) < 0 || out->len > max_bytes ||
+		       out->next_offset != offset + out->len))
+		r = channel_err(a, err, -EPROTO, "container logs reply");
+	return r;
+}
+
+int vgpu_xen_agent_ctr_exec(struct vgpu_xen_agent *a, const char *id, char *const *argv, uint32_t timeout_ms,
+			    struct vgpu_xen_exec_result *res, struct vgpu_err *err)
+{
+	struct agent_ctr_req req = { .type = AGENT_MSG_CTR_EXEC, .id = (char *)id, .timeout_ms = timeout_ms,
+				     .argv = (char **)argv };
+	struct agent_hdr reply;
+	memset(res, 0, sizeof(*res));
+	long long wait_ms = (timeout_ms ? (long long)timeout_ms : 24LL * 3600 * 1000) + 10000;
+	int r = ctr_call(a, &req, AGENT_MSG_EXEC_RESULT, wait_ms, &reply, err);
+	if (r < 0)
+		return r;
+	struct agent_reader rd = { a->payload, reply.len };
+	uint32_t code;
+	const char *o, *e;
+	size_t olen, elen;
+	if (agent_get_u32(&rd, &code) < 0 || agent_get_str(&rd, &o, &olen) < 0 || agent_get_str(&rd, &e, &elen) < 0 ||
+	    rd.left != 0)
+		return channel_err(a, err, -EPROTO, "exec result");
+	res->exit_code = (int32_t)code;
+	res->out = dup_bytes(o, olen);
+	res->out_len = olen;
+	res->errout = dup_bytes(e, elen);
+	res->err_len = elen;
+	return 0;
 }

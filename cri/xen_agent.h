@@ -6,9 +6,11 @@
 #ifndef VGPU_XEN_AGENT_H
 #define VGPU_XEN_AGENT_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
+#include "agent/agent_proto.h"
 #include "err.h"
 
 struct vgpu_xen_agent;
@@ -36,5 +38,22 @@ void vgpu_xen_exec_result_free(struct vgpu_xen_exec_result *res);
 
 /* Ask the agent to power the domain off (no reply: the guest goes away). */
 int vgpu_xen_agent_poweroff(struct vgpu_xen_agent *a, struct vgpu_err *err);
+
+/* After a channel error (timeout, closed, garbage) the connection is out of step: close it. An
+ * ERROR reply from the agent leaves it usable. */
+bool vgpu_xen_agent_broken(const struct vgpu_xen_agent *a);
+uint32_t vgpu_xen_agent_domid(const struct vgpu_xen_agent *a);
+
+/* Containers in the guest (agent_proto.h): CREATE, START, STOP, REMOVE answer OK. Ids and
+ * arguments are checked by the encoder (-EINVAL before anything is sent). */
+int vgpu_xen_agent_ctr(struct vgpu_xen_agent *a, const struct agent_ctr_req *req, long long timeout_ms,
+		       struct vgpu_err *err);
+int vgpu_xen_agent_ctr_status(struct vgpu_xen_agent *a, const char *id, struct agent_ctr_state *st,
+			      struct vgpu_err *err);
+/* out->data points into the connection's buffer: valid until the next call on a. */
+int vgpu_xen_agent_ctr_logs(struct vgpu_xen_agent *a, const char *id, uint64_t offset, uint32_t max_bytes,
+			    struct agent_ctr_log_data *out, struct vgpu_err *err);
+int vgpu_xen_agent_ctr_exec(struct vgpu_xen_agent *a, const char *id, char *const *argv, uint32_t timeout_ms,
+			    struct vgpu_xen_exec_result *res, struct vgpu_err *err);
 
 #endif

@@ -243,3 +243,43 @@ int vgpu_xen_domain_find(struct vgpu_xen *xen, const char *name, struct vgpu_xen
 	}
 	return vgpu_err_set(err, -ENOENT, "domain %s: not found", name);
 }
+
+static void disk_fill(libxl_device_disk *disk, const char *path, const char *vdev, bool writable)
+{
+	libxl_device_disk_init(disk);
+	disk->backend_domid = 0;
+	disk->pdev_path = path ? vgpu_strdup(path) : NULL;
+	disk->vdev = vgpu_strdup(vdev);
+	disk->backend = LIBXL_DISK_BACKEND_PHY;
+	disk->format = LIBXL_DISK_FORMAT_RAW;
+	disk->readwrite = writable ? 1 : 0;
+}
+
+int vgpu_xen_disk_add(struct vgpu_xen *xen, uint32_t domid, const struct vgpu_xen_disk *d, struct vgpu_err *err)
+{
+	libxl_device_disk disk;
+	disk_fill(&disk, d->path, d->vdev, d->writable);
+	libxl_last_error[0] = '\0';
+	int rc = libxl_device_disk_add(xen->ctx, domid, &disk, NULL); /* synchronous: runs the hotplug script */
+	libxl_device_disk_dispose(&disk);
+	if (rc)
+		return libxl_fail(err, rc, "xen: add disk");
+	return 0;
+}
+
+int vgpu_xen_disk_remove(struct vgpu_xen *xen, uint32_t domid, const char *vdev, struct vgpu_err *err)
+{
+	libxl_device_disk disk;
+	libxl_device_disk_init(&disk);
+	libxl_last_error[0] = '\0';
+	int rc = libxl_vdev_to_device_disk(xen->ctx, domid, vdev, &disk);
+	if (rc) {
+		libxl_device_disk_dispose(&disk);
+		return vgpu_err_set(err, -ENOENT, "xen: domain %u has no disk %s", domid, vdev);
+	}
+	rc = libxl_device_disk_remove(xen->ctx, domid, &disk, NULL);
+	libxl_device_disk_dispose(&disk);
+	if (rc)
+		return libxl_fail(err, rc, "xen: remove disk");
+	return 0;
+}

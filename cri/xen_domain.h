@@ -138,6 +138,12 @@ int vgpu_xen_domain_destroy(struct vgpu_xen *xen, uint32_t domid, struct vgpu_er
 int vgpu_xen_domain_list(struct vgpu_xen *xen, struct vgpu_xen_domain_info **out, size_t *n_out,
 			 struct vgpu_err *err);
 
+/* Hot-add a disk (blkback, physical device: a block device such as a loop device) to a running
+ * domain; synchronous, the `block` hotplug script included. */
+int vgpu_xen_disk_add(struct vgpu_xen *xen, uint32_t domid, const struct vgpu_xen_disk *disk, struct vgpu_err *err);
+/* Remove the disk at vdev (the guest must have let go of it); -ENOENT if there is none. */
+int vgpu_xen_disk_remove(struct vgpu_xen *xen, uint32_t domid, const char *vdev, struct vgpu_err *err);
+
 /* Find a domain by name: 0 and *out filled, or -ENOENT. */
 int vgpu_xen_domain_find(struct vgpu_xen *xen, const char *name, struct vgpu_xen_domain_info *out,
 			 struct vgpu_err *err);

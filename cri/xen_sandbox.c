@@ -16,12 +16,20 @@
 #define AGENT_LOCKS 64
 #define EXEC_CONNECT_MS 10000
 
+/* The agent serves one client at a time, so each pod has one long-lived connection, kept in the
+ * slot of its domid's stripe; callers hold the slot's lock while they use it (requests of one pod
+ * are serialized; replies are matched by id). A connection that had a channel error is closed and
+ * the next caller connects again. */
+struct agent_slot {
+	pthread_mutex_t lock;
+	struct vgpu_xen_agent *a;       /* lock; NULL: not connected */
+	long long last_used_ns;         /* lock */
+};
+
 struct vgpu_xen_pods {
 	struct vgpu_xen *xen;           /* NULL: xen pods are refused (why says why); immutable */
 	char why[VGPU_ERR_MSG_MAX];
-	/* The agent serves one client at a time: one connection per domain, so callers hold the lock
-	 * of their domid's stripe while connected. */
-	pthread_mutex_t agent_locks[AGENT_LOCKS];
+	struct agent_slot slots[AGENT_LOCKS];
 };
 
 static bool any_xen_handler(const struct vgpu_config *cfg)
@@ -36,7 +44,7 @@ void vgpu_xen_pods_open(struct vgpu_pod_manager *m)
 {
 	struct vgpu_xen_pods *x = vgpu_calloc(1, sizeof(*x));
 	for (int i = 0; i < AGENT_LOCKS; i++)
-		pthread_mutex_init(&x->agent_locks[i], NULL);
+		pthread_mutex_init(&x->slots[i].lock, NULL);
 	m->xen = x;
 	if (!any_xen_handler(m->d->cfg)) {
 		snprintf(x->why, sizeof(x->why), "no handler of type xen is configured");
@@ -56,11 +64,19 @@ void vgpu_xen_pods_close(struct vgpu_pod_manager *m)
 	struct vgpu_xen_pods *x = m->xen;
 	if (!x)
 		return;
+	/* closing tells each agent that we went (a crashed daemon is noticed by the agent's idle limit) */
+	for (int i = 0; i < AGENT_LOCKS; i++) {
+		vgpu_xen_agent_close(x->slots[i].a);
+		pthread_mutex_destroy(&x->slots[i].lock);
+	}
 	vgpu_xen_close(x->xen);
-	for (int i = 0; i < AGENT_LOCKS; i++)
-		pthread_mutex_destroy(&x->agent_locks[i]);
 	free(x);
 	m->xen = NULL;
+}
+
+struct vgpu_xen *vgpu_xen_pods_handle(struct vgpu_pod_manager *m)
+{
+	return m->xen ? m->xen->xen : NULL;
 }
 
 int vgpu_xen_pods_available(struct vgpu_pod_manager *m, struct vgpu_err *err)
@@ -72,9 +88,54 @@ int vgpu_xen_pods_available(struct vgpu_pod_manager *m, struct vgpu_err *err)
 			    "is not one: %s", x ? x->why : "not initialised");
 }
 
-static pthread_mutex_t *agent_lock(struct vgpu_xen_pods *x, uint32_t domid)
+static struct agent_slot *slot_of(struct vgpu_xen_pods *x, uint32_t domid)
 {
-	return &x->agent_locks[domid % AGENT_LOCKS];
+	return &x->slots[domid % AGENT_LOCKS];
+}
+
+/* Lock domid's slot and make sure it holds a connection to domid's agent. On error the slot is
+ * unlocked; on success the caller calls agent_release. */
+static int agent_acquire(struct vgpu_xen_pods *x, uint32_t domid, long long connect_ms, struct vgpu_xen_agent **out,
+			 char *version, size_t version_len, struct vgpu_err *err)
+{
+	struct agent_slot *sl = slot_of(x, domid);
+	pthread_mutex_lock(&sl->lock);
+	if (sl->a && vgpu_xen_agent_domid(sl->a) != domid) {
+		vgpu_xen_agent_close(sl->a);
+		sl->a = NULL;
+	}
+	if (!sl->a) {
+		int r = vgpu_xen_agent_connect(domid, connect_ms, &sl->a, version, version_len, err);
+		if (r < 0) {
+			pthread_mutex_unlock(&sl->lock);
+			return r;
+		}
+	}
+	*out = sl->a;
+	return 0;
+}
+
+static void agent_release(struct vgpu_xen_pods *x, uint32_t domid)
+{
+	struct agent_slot *sl = slot_of(x, domid);
+	if (sl->a && vgpu_xen_agent_broken(sl->a)) {
+		vgpu_xen_agent_close(sl->a);
+		sl->a = NULL;
+	}
+	sl->last_used_ns = vgpu_now_ns();
+	pthread_mutex_unlock(&sl->lock);
+}
+
+/* Drop the connection to domid's agent (its domain is about to go). */
+static void agent_forget(struct vgpu_xen_pods *x, uint32_t domid)
+{
+	struct agent_slot *sl = slot_of(x, domid);
+	pthread_mutex_lock(&sl->lock);
+	if (sl->a && vgpu_xen_agent_domid(sl->a) == domid) {
+		vgpu_xen_agent_close(sl->a);
+		sl->a = NULL;
+	}
+	pthread_mutex_unlock(&sl->lock);
 }
 
 /* The live domain named s->xen_domain: 0 and *info, -ENOENT, or another error. */
@@ -116,10 +177,10 @@ int vgpu_xen_pod_start(struct vgpu_pod_manager *m, struct vgpu_sandbox *s, struc
 	char version[64] = "";
 	if (r == 0) {
 		struct vgpu_xen_agent *a = NULL;
-		pthread_mutex_lock(agent_lock(x, domid));
-		r = vgpu_xen_agent_connect(domid, h->agent_timeout_s * 1000, &a, version, sizeof(version), err);
-		vgpu_xen_agent_close(a);
-		pthread_mutex_unlock(agent_lock(x, domid));
+		agent_forget(x, domid); /* a connection to an earlier domain of that id */
+		r = agent_acquire(x, domid, h->agent_timeout_s * 1000, &a, version, sizeof(version), err);
+		if (r == 0)
+			agent_release(x, domid); /* kept: the pod's connection from now on */
 		if (r < 0) {
 			/* the pod's own link goes with the pod; xenconsoled's file stays for a post-mortem */
 			_cleanup_free_ char *guest_log = vgpu_xen_consoled_log_path(NULL, s->xen_domain);
@@ -128,6 +189,7 @@ int vgpu_xen_pod_start(struct vgpu_pod_manager *m, struct vgpu_sandbox *s, struc
 	}
 	if (r < 0) {
 		struct vgpu_err derr = { 0 };
+		agent_forget(x, domid);
 		if (vgpu_xen_domain_destroy(x->xen, domid, &derr) < 0)
 			vgpu_log(VGPU_LOG_WARN, "sandbox %s: %s", s->id, derr.msg);
 		pthread_mutex_lock(&m->lock);
@@ -158,9 +220,19 @@ int vgpu_xen_pod_stop(struct vgpu_pod_manager *m, struct vgpu_sandbox *s, struct
 		pthread_mutex_unlock(&m->lock);
 		return 0;
 	}
+	/* Our mapping of the guest's vchan pages would keep a destroyed domain a zombie (dying,
+	 * never freed): let go of the connection before anything else. */
+	if (domid != 0)
+		agent_forget(x, domid);
+	/* not ready from here on: the pump's check must not take the destruction for a domain that
+	 * went away behind our back */
+	pthread_mutex_lock(&m->lock);
+	s->state = RUNTIME__V1__POD_SANDBOX_STATE__SANDBOX_NOTREADY;
+	pthread_mutex_unlock(&m->lock);
 	struct vgpu_xen_domain_info info;
 	int r = find_domain(x, s, &info, err);
 	if (r == 0) {
+		agent_forget(x, info.domid);
 		r = vgpu_xen_domain_destroy(x->xen, info.domid, err);
 		if (r == 0)
 			vgpu_log(VGPU_LOG_INFO, "sandbox %s: domain %s (domid %u) destroyed", s->id, s->xen_domain, info.domid);
@@ -195,6 +267,7 @@ void vgpu_xen_pod_release(struct vgpu_pod_manager *m, const char *id)
 		char prefix[VGPU_XEN_POD_ID_CHARS + 1];
 		if (!vgpu_xen_pod_domain_match(infos[i].name, prefix) || strncmp(prefix, id, VGPU_XEN_POD_ID_CHARS) != 0)
 			continue;
+		agent_forget(x, infos[i].domid);
 		if (vgpu_xen_domain_destroy(x->xen, infos[i].domid, &err) < 0)
 			vgpu_log(VGPU_LOG_WARN, "sandbox %s: %s", id, err.msg);
 		else
@@ -234,7 +307,11 @@ static bool reconcile(struct vgpu_pod_manager *m, struct vgpu_sandbox *s, bool a
 	pthread_mutex_unlock(&m->lock);
 	if (why) {
 		vgpu_log(VGPU_LOG_WARN, "sandbox %s: domain %s: %s: not ready", s->id, s->xen_domain, why);
+		if (x && x->xen && domid != 0)
+			agent_forget(x, domid); /* a kept mapping would leave the domain a zombie */
 		/* libxl does not act on on_poweroff: a shut-down guest is ours to destroy */
+		if (r == 0)
+			agent_forget(x, info.domid);
 		if (r == 0 && vgpu_xen_domain_destroy(x->xen, info.domid, &err) < 0)
 			vgpu_log(VGPU_LOG_WARN, "sandbox %s: %s", s->id, err.msg);
 		return true;
@@ -310,8 +387,8 @@ void vgpu_xen_pods_sweep(struct vgpu_pod_manager *m)
 	}
 }
 
-int vgpu_xen_pod_exec(struct vgpu_pod_manager *m, struct vgpu_sandbox *s, const char *const *argv,
-		      uint32_t timeout_ms, struct vgpu_xen_exec_result *res, struct vgpu_err *err)
+int vgpu_xen_pod_agent_op(struct vgpu_pod_manager *m, struct vgpu_sandbox *s, vgpu_xen_agent_op op, void *arg,
+			  struct vgpu_err *err)
 {
 	struct vgpu_xen_pods *x = m->xen;
 	int r = vgpu_xen_pods_available(m, err);
@@ -322,15 +399,78 @@ int vgpu_xen_pod_exec(struct vgpu_pod_manager *m, struct vgpu_sandbox *s, const 
 	bool ready = s->state == RUNTIME__V1__POD_SANDBOX_STATE__SANDBOX_READY;
 	pthread_mutex_unlock(&m->lock);
 	if (!ready || domid == 0)
-		return vgpu_err_set(err, -EBUSY, "sandbox %s is not ready", s->id);
-	struct vgpu_xen_agent *a = NULL;
-	pthread_mutex_lock(agent_lock(x, domid));
-	r = vgpu_xen_agent_connect(domid, EXEC_CONNECT_MS, &a, NULL, 0, err);
-	if (r == 0)
-		r = vgpu_xen_agent_exec(a, argv, timeout_ms, res, err);
-	vgpu_xen_agent_close(a);
-	pthread_mutex_unlock(agent_lock(x, domid));
+		return vgpu_err_set(err, -ENOTCONN, "sandbox %s is not ready", s->id);
+	for (int attempt = 0;; attempt++) {
+		struct vgpu_xen_agent *a = NULL;
+		r = agent_acquire(x, domid, EXEC_CONNECT_MS, &a, NULL, 0, err);
+		if (r == 0) {
+			r = op(a, arg, err);
+			agent_release(x, domid);
+		}
+		/* a kept connection the agent had closed (it restarts its channel after a silence):
+		 * the request never reached it, so one fresh attempt is safe */
+		if (r != -EPIPE || attempt == 1)
+			break;
+		vgpu_err_clear(err);
+	}
 	if (r < 0)
 		vgpu_err_prefix(err, "sandbox %s", s->id);
 	return r;
+}
+
+struct exec_arg {
+	const char *const *argv;
+	uint32_t timeout_ms;
+	struct vgpu_xen_exec_result *res;
+};
+
+static int exec_op(struct vgpu_xen_agent *a, void *arg, struct vgpu_err *err)
+{
+	struct exec_arg *e = arg;
+	return vgpu_xen_agent_exec(a, e->argv, e->timeout_ms, e->res, err);
+}
+
+int vgpu_xen_pod_exec(struct vgpu_pod_manager *m, struct vgpu_sandbox *s, const char *const *argv,
+		      uint32_t timeout_ms, struct vgpu_xen_exec_result *res, struct vgpu_err *err)
+{
+	struct exec_arg e = { argv, timeout_ms, res };
+	return vgpu_xen_pod_agent_op(m, s, exec_op, &e, err);
+}
+
+static int ping_op(struct vgpu_xen_agent *a, void *arg, struct vgpu_err *err)
+{
+	return vgpu_xen_agent_ping(a, 10000, err);
+}
+
+void vgpu_xen_pods_keepalive(struct vgpu_pod_manager *m, long long idle_ns)
+{
+	struct vgpu_xen_pods *x = m->xen;
+	if (!x || !x->xen)
+		return;
+	size_t n = 0, i = 0;
+	pthread_mutex_lock(&m->lock);
+	for (struct vgpu_sandbox *s = m->sandboxes; s; s = s->next)
+		n += s->xen_domain && s->phase == VGPU_PHASE_LIVE;
+	struct vgpu_sandbox **v = vgpu_calloc(n + 1, sizeof(*v));
+	for (struct vgpu_sandbox *s = m->sandboxes; s && i < n; s = s->next)
+		if (s->xen_domain && s->phase == VGPU_PHASE_LIVE && s->xen_domid &&
+		    s->state == RUNTIME__V1__POD_SANDBOX_STATE__SANDBOX_READY) {
+			s->refs++;
+			v[i++] = s;
+		}
+	pthread_mutex_unlock(&m->lock);
+	for (size_t k = 0; k < i; k++) {
+		pthread_mutex_lock(&m->lock);
+		uint32_t domid = v[k]->xen_domid;
+		pthread_mutex_unlock(&m->lock);
+		struct agent_slot *sl = slot_of(x, domid);
+		pthread_mutex_lock(&sl->lock);
+		bool idle = sl->a && vgpu_xen_agent_domid(sl->a) == domid && vgpu_now_ns() - sl->last_used_ns > idle_ns;
+		pthread_mutex_unlock(&sl->lock);
+		struct vgpu_err err = { 0 };
+		if (idle && vgpu_xen_pod_agent_op(m, v[k], ping_op, NULL, &err) < 0)
+			vgpu_log(VGPU_LOG_WARN, "%s", err.msg);
+		vgpu_sandbox_put(m, v[k]);
+	}
+	free(v);
 }

@@ -12,12 +12,17 @@
 #include "sandbox_store.h"
 #include "xen_agent.h"
 
+struct vgpu_xen;
+
 struct vgpu_xen_pods;
 
 /* At pod manager open, before loading: a libxl context when a xen handler is configured and this
  * is a Xen control domain, else the reason why not (never fails). Sets m->xen. */
 void vgpu_xen_pods_open(struct vgpu_pod_manager *m);
 void vgpu_xen_pods_close(struct vgpu_pod_manager *m);
+
+/* The libxl handle, or NULL when xen pods are not available. */
+struct vgpu_xen *vgpu_xen_pods_handle(struct vgpu_pod_manager *m);
 
 /* RunPodSandbox with a xen handler: 0 if xen pods can run here, else -ENODEV saying why. */
 int vgpu_xen_pods_available(struct vgpu_pod_manager *m, struct vgpu_err *err);
@@ -47,7 +52,17 @@ void vgpu_xen_pod_recover(struct vgpu_pod_manager *m, struct vgpu_sandbox *s);
 /* After loading: destroy pod domains (our name form) that no sandbox record owns. */
 void vgpu_xen_pods_sweep(struct vgpu_pod_manager *m);
 
-/* Run a command in the pod's guest through the agent (ExecSync's path). */
+/* Run op with the pod's agent connection (connected on demand, kept, one caller at a time).
+ * -ENOTCONN when the pod is not ready (no domain to talk to). */
+typedef int (*vgpu_xen_agent_op)(struct vgpu_xen_agent *a, void *arg, struct vgpu_err *err);
+int vgpu_xen_pod_agent_op(struct vgpu_pod_manager *m, struct vgpu_sandbox *s, vgpu_xen_agent_op op, void *arg,
+			  struct vgpu_err *err);
+
+/* PING the agent of every ready pod whose connection was idle for idle_ns: the agent takes a long
+ * silence for a daemon that died and offers its channel afresh. */
+void vgpu_xen_pods_keepalive(struct vgpu_pod_manager *m, long long idle_ns);
+
+/* Run a command in the pod's guest through the agent (outside any container). */
 int vgpu_xen_pod_exec(struct vgpu_pod_manager *m, struct vgpu_sandbox *s, const char *const *argv,
 		      uint32_t timeout_ms, struct vgpu_xen_exec_result *res, struct vgpu_err *err);
 

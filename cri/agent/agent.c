@@ -1,8 +1,9 @@
-/* vgpu-agent (skeleton): PID 1 of a pod's domU. Sets up the guest (proc, sys, dev, the Xen grant
- * and event channel drivers), then serves the daemon over a vchan at AGENT_VCHAN_PATH: HELLO on
- * connect, PING, EXEC (run a command, return exit code and output: the ExecSync path), POWEROFF.
- * When the daemon goes away the agent offers a fresh vchan, so a restarted daemon can reattach.
- * Built static (no libraries in the guest). Containers through runc come later. */
+/* vgpu-agent: PID 1 of a pod's domU. Sets up the guest (proc, sys, dev, cgroup2, the Xen grant and
+ * event channel drivers, erofs and overlay), then serves the daemon over a vchan at
+ * AGENT_VCHAN_PATH: HELLO on connect, PING, EXEC (a command in the guest), POWEROFF, and the
+ * pod's containers through runc (CTR_*, agent_ctr.c). When the daemon goes away the agent offers a
+ * fresh vchan, so a restarted daemon can reattach. Built static; runc and its libraries are the
+ * only dynamic programs in the guest. */
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
@@ -21,11 +22,13 @@
 
 #include <libxenvchan.h>
 
+#include "agent_ctr.h"
 #include "agent_proto.h"
 
-#define AGENT_VERSION "0.1-skeleton"
+#define AGENT_VERSION "0.2-runc"
 #define AGENT_CHUNK 16384            /* below the 64 KiB ring: libxenvchan_recv wants size <= ring */
-#define AGENT_MAX_OUTPUT (256u << 10) /* per stream of an EXEC; the rest is dropped */
+#define RUNC_PATH "/usr/sbin/runc"
+#define RUNC_ROOT "/run/runc"
 
 static void say(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 static void say(const char *fmt, ...)
@@ -42,8 +45,10 @@ static void say(const char *fmt, ...)
 
 static void setup_pid1(void)
 {
-	static const char *const modules[] = { "xen-evtchn", "xen-gntdev", "xen-gntalloc", "xen-privcmd", "xenfs",
-					       "xen-blkfront", "xen-netfront" };
+	/* in dependency order: erofs needs libcrc32c, which needs a crc32c implementation */
+	static const char *const modules[] = { "xen-evtchn", "xen-gntdev",	 "xen-gntalloc", "xen-privcmd",
+					       "xenfs",	     "xen-blkfront", "xen-netfront", "crc32c_generic",
+					       "libcrc32c",  "erofs",	     "overlay" };
 	char path[128];
 
 	mount("proc", "/proc", "proc", 0, NULL);
@@ -61,6 +66,17 @@ static void setup_pid1(void)
 	mkdir("/proc/xen", 0755);
 	if (mount("xenfs", "/proc/xen", "xenfs", 0, NULL) < 0 && errno != EBUSY)
 		say("mount xenfs: %s", strerror(errno));
+	/* runc: cgroup v2 for the containers' limits, a tmpfs /run for its state and the bundles */
+	mkdir("/sys/fs/cgroup", 0755);
+	if (mount("cgroup2", "/sys/fs/cgroup", "cgroup2", MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL) < 0 && errno != EBUSY)
+		say("mount cgroup2: %s", strerror(errno));
+	mkdir("/run", 0755);
+	if (mount("tmpfs", "/run", "tmpfs", MS_NOSUID | MS_NODEV, "mode=0755") < 0 && errno != EBUSY)
+		say("mount /run: %s", strerror(errno));
+	mkdir("/dev/pts", 0755);
+	mount("devpts", "/dev/pts", "devpts", MS_NOSUID | MS_NOEXEC, "newinstance,ptmxmode=0666");
+	mkdir("/dev/shm", 01777);
+	mount("tmpfs", "/dev/shm", "tmpfs", MS_NOSUID | MS_NODEV, NULL);
 }
 
 static int recv_full(struct libxenvchan *ch, void *buf, size_t len)
@@ -111,92 +127,6 @@ static int send_error(struct libxenvchan *ch, uint32_t id, int code, const char 
 	return rc;
 }
 
-static double now_s(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
-
-/* Drain one pipe end into out (up to AGENT_MAX_OUTPUT); returns 1 at EOF. */
-static int drain(int fd, struct agent_buf *out)
-{
-	char tmp[4096];
-	ssize_t n = read(fd, tmp, sizeof(tmp));
-
-	if (n <= 0)
-		return n == 0 || errno != EINTR;
-	if (out->len < AGENT_MAX_OUTPUT) {
-		size_t keep = (size_t)n;
-		if (keep > AGENT_MAX_OUTPUT - out->len)
-			keep = AGENT_MAX_OUTPUT - out->len;
-		if (out->len + keep > out->cap) {
-			uint8_t *grown = realloc(out->data, out->len + keep);
-			if (!grown)
-				return 0; /* drop output rather than fail the command */
-			out->data = grown;
-			out->cap = out->len + keep;
-		}
-		memcpy(out->data + out->len, tmp, keep);
-		out->len += keep;
-	}
-	return 0;
-}
-
-/* Run argv with stdout/stderr captured, killed after timeout_ms (0 = none). */
-static int run_exec(char **argv, uint32_t timeout_ms, int32_t *exit_code, struct agent_buf *out,
-		    struct agent_buf *err)
-{
-	int po[2], pe[2], status = 0, open_fds = 2;
-	double deadline = now_s() + timeout_ms / 1000.0;
-	pid_t pid;
-
-	if (pipe2(po, O_CLOEXEC) < 0)
-		return -errno;
-	if (pipe2(pe, O_CLOEXEC) < 0) {
-		close(po[0]);
-		close(po[1]);
-		return -errno;
-	}
-	pid = fork();
-	if (pid < 0)
-		return -errno;
-	if (pid == 0) {
-		dup2(po[1], 1);
-		dup2(pe[1], 2);
-		execvp(argv[0], argv);
-		dprintf(2, "exec %s: %s\n", argv[0], strerror(errno));
-		_exit(127);
-	}
-	close(po[1]);
-	close(pe[1]);
-	struct pollfd fds[2] = { { .fd = po[0], .events = POLLIN }, { .fd = pe[0], .events = POLLIN } };
-	while (open_fds > 0) {
-		if (timeout_ms && now_s() > deadline) {
-			kill(pid, SIGKILL);
-			break;
-		}
-		if (poll(fds, 2, 100) < 0 && errno != EINTR)
-			break;
-		for (int i = 0; i < 2; i++) {
-			if (fds[i].fd >= 0 && (fds[i].revents & (POLLIN | POLLHUP)) &&
-			    drain(fds[i].fd, i == 0 ? out : err)) {
-				close(fds[i].fd);
-				fds[i].fd = -1;
-				open_fds--;
-			}
-		}
-	}
-	for (int i = 0; i < 2; i++)
-		if (fds[i].fd >= 0)
-			close(fds[i].fd);
-	while (waitpid(pid, &status, 0) < 0 && errno == EINTR)
-		;
-	*exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : -WTERMSIG(status);
-	return 0;
-}
-
 static int handle_exec(struct libxenvchan *ch, uint32_t id, const uint8_t *payload, size_t len)
 {
 	struct agent_buf out = { 0 }, err = { 0 }, reply = { 0 };
@@ -207,7 +137,7 @@ static int handle_exec(struct libxenvchan *ch, uint32_t id, const uint8_t *paylo
 
 	if (rc < 0)
 		return send_error(ch, id, rc, "bad EXEC payload");
-	rc = run_exec(argv, timeout_ms, &code, &out, &err);
+	rc = agent_run(argv, timeout_ms, &code, &out, &err);
 	say("exec %s: exit %d", argv[0], code);
 	agent_argv_free(argv);
 	if (rc < 0)
@@ -219,6 +149,143 @@ static int handle_exec(struct libxenvchan *ch, uint32_t id, const uint8_t *paylo
 	agent_buf_free(&err);
 	agent_buf_free(&reply);
 	return rc;
+}
+
+static const struct agent_ctr_env ctr_env = { .root = AGENT_CTR_ROOT, .runc = RUNC_PATH, .runc_root = RUNC_ROOT };
+
+/* Run a container in the container (runc exec): the ExecSync path for containers. */
+static int ctr_exec(struct libxenvchan *ch, uint32_t id, const struct agent_ctr_req *req)
+{
+	struct agent_buf out = { 0 }, err = { 0 }, reply = { 0 };
+	struct agent_ctr_state st;
+	char msg[AGENT_CTR_MSG_MAX];
+	size_t argc = 0;
+	int32_t code = 0;
+	int rc = agent_ctr_status(&ctr_env, req->id, &st, msg);
+
+	if (rc < 0)
+		return send_error(ch, id, rc, msg);
+	if (st.state != AGENT_CTR_RUNNING)
+		return send_error(ch, id, -EBUSY, "container is not running");
+	while (req->argv[argc])
+		argc++;
+	char **argv = calloc(argc + 6, sizeof(*argv));
+	if (!argv)
+		return send_error(ch, id, -ENOMEM, "out of memory");
+	argv[0] = RUNC_PATH;
+	argv[1] = "--root";
+	argv[2] = RUNC_ROOT;
+	argv[3] = "exec";
+	argv[4] = req->id;
+	memcpy(argv + 5, req->argv, argc * sizeof(*argv));
+	rc = agent_run(argv, req->timeout_ms, &code, &out, &err);
+	free(argv);
+	if (rc < 0)
+		return send_error(ch, id, rc, "cannot start runc exec");
+	rc = agent_exec_result_encode(&reply, code, out.data, out.len, err.data, err.len);
+	if (rc == 0)
+		rc = send_msg(ch, AGENT_MSG_EXEC_RESULT, id, &reply);
+	agent_buf_free(&out);
+	agent_buf_free(&err);
+	agent_buf_free(&reply);
+	return rc;
+}
+
+/* One container request: decode, run, reply (OK, CTR_STATE, CTR_LOG_DATA, EXEC_RESULT or ERROR). */
+static int handle_ctr(struct libxenvchan *ch, const struct agent_hdr *hdr, const uint8_t *payload)
+{
+	struct agent_ctr_req req;
+	struct agent_buf reply = { 0 };
+	char msg[AGENT_CTR_MSG_MAX] = "";
+	uint16_t type = AGENT_MSG_OK;
+	int rc = agent_ctr_req_decode(hdr->type, payload, hdr->len, &req);
+
+	if (rc < 0)
+		return send_error(ch, hdr->id, rc, "malformed container request");
+	switch (hdr->type) {
+	case AGENT_MSG_CTR_CREATE:
+		rc = agent_ctr_create(&ctr_env, &req, msg);
+		say("container %s: create on %s: %s", req.id, req.rootfs_dev, rc < 0 ? msg : "ok");
+		break;
+	case AGENT_MSG_CTR_START:
+		rc = agent_ctr_start(&ctr_env, req.id, msg);
+		say("container %s: start: %s", req.id, rc < 0 ? msg : "ok");
+		break;
+	case AGENT_MSG_CTR_STOP:
+		rc = agent_ctr_stop(&ctr_env, req.id, req.signal, req.timeout_ms, msg);
+		say("container %s: stop: %s", req.id, rc < 0 ? msg : "ok");
+		break;
+	case AGENT_MSG_CTR_REMOVE:
+		rc = agent_ctr_remove(&ctr_env, req.id, msg);
+		say("container %s: remove: %s", req.id, rc < 0 ? msg : "ok");
+		break;
+	case AGENT_MSG_CTR_STATUS: {
+		struct agent_ctr_state st;
+		rc = agent_ctr_status(&ctr_env, req.id, &st, msg);
+		if (rc == 0) {
+			type = AGENT_MSG_CTR_STATE;
+			rc = agent_ctr_state_encode(&reply, &st);
+		}
+		break;
+	}
+	case AGENT_MSG_CTR_LOGS: {
+		struct agent_buf data = { 0 };
+		struct agent_ctr_log_data d = { 0 };
+		rc = agent_ctr_logs(&ctr_env, req.id, req.offset, req.max_bytes, &data, &d.next_offset, &d.eof, msg);
+		if (rc == 0) {
+			d.data = data.data;
+			d.len = data.len;
+			type = AGENT_MSG_CTR_LOG_DATA;
+			rc = agent_ctr_log_data_encode(&reply, &d);
+		}
+		agent_buf_free(&data);
+		break;
+	}
+	case AGENT_MSG_CTR_EXEC:
+		rc = ctr_exec(ch, hdr->id, &req);
+		agent_ctr_req_free(&req);
+		return rc;
+	default:
+		rc = -EOPNOTSUPP;
+		snprintf(msg, sizeof(msg), "unexpected message type");
+	}
+	agent_ctr_req_free(&req);
+	if (rc < 0) {
+		agent_buf_free(&reply);
+		return send_error(ch, hdr->id, rc, msg[0] ? msg : strerror(-rc));
+	}
+	rc = send_msg(ch, type, hdr->id, &reply);
+	agent_buf_free(&reply);
+	return rc;
+}
+
+/* Wait for the next message. A daemon that died without closing the channel (a crash) leaves it
+ * looking open forever; the daemon keeps a live connection busy (log polls, PINGs every few
+ * seconds), so silence for IDLE_MS means it is gone and the channel is offered afresh. */
+#define IDLE_MS 60000
+static int daemon_alive(struct libxenvchan *ch)
+{
+	struct pollfd p = { .fd = libxenvchan_fd_for_select(ch), .events = POLLIN };
+	struct timespec t0, now;
+
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	while (libxenvchan_data_ready(ch) == 0) {
+		if (!libxenvchan_is_open(ch))
+			return 0;
+		/* by the clock, not by poll timeouts: events without data (a client mapping the stale
+		 * channel, say) must not keep it alive */
+		clock_gettime(CLOCK_MONOTONIC, &now);
+		if ((now.tv_sec - t0.tv_sec) * 1000 + (now.tv_nsec - t0.tv_nsec) / 1000000 >= IDLE_MS) {
+			say("no message from the daemon for %d s: closing the channel", IDLE_MS / 1000);
+			return 0;
+		}
+		int n = poll(&p, 1, 1000);
+		if (n < 0 && errno != EINTR)
+			return 0;
+		if (n > 0)
+			libxenvchan_wait(ch); /* consume the notification */
+	}
+	return 1;
 }
 
 /* Serve one connected daemon until it goes away or breaks the protocol. */
@@ -234,6 +301,8 @@ static void serve(struct libxenvchan *ch)
 		(void)send_msg(ch, AGENT_MSG_HELLO, 0, &hello);
 	agent_buf_free(&hello);
 	for (;;) {
+		if (!daemon_alive(ch))
+			return;
 		if (recv_full(ch, raw, sizeof(raw)) < 0)
 			return;
 		int rc = agent_hdr_decode(raw, &hdr);
@@ -252,6 +321,15 @@ static void serve(struct libxenvchan *ch)
 		case AGENT_MSG_EXEC:
 			rc = handle_exec(ch, hdr.id, payload, hdr.len);
 			break;
+		case AGENT_MSG_CTR_CREATE:
+		case AGENT_MSG_CTR_START:
+		case AGENT_MSG_CTR_STOP:
+		case AGENT_MSG_CTR_STATUS:
+		case AGENT_MSG_CTR_LOGS:
+		case AGENT_MSG_CTR_EXEC:
+		case AGENT_MSG_CTR_REMOVE:
+			rc = handle_ctr(ch, &hdr, payload);
+			break;
 		case AGENT_MSG_POWEROFF:
 			say("poweroff requested");
 			sync();
@@ -262,6 +340,9 @@ static void serve(struct libxenvchan *ch)
 			rc = send_error(ch, hdr.id, -EOPNOTSUPP, "unexpected message type");
 			break;
 		}
+		/* shepherds of exited containers (PID 1 also inherits orphans) */
+		while (waitpid(-1, NULL, WNOHANG) > 0)
+			;
 		if (rc < 0)
 			return;
 	}
@@ -273,6 +354,7 @@ int main(void)
 	if (getpid() == 1)
 		setup_pid1();
 	signal(SIGPIPE, SIG_IGN);
+	setenv("PATH", "/usr/sbin:/usr/bin:/sbin:/bin", 1);
 	say("%s starting, vchan at %s", AGENT_VERSION, AGENT_VCHAN_PATH);
 	for (;;) {
 		struct libxenvchan *ch = libxenvchan_server_init(NULL, 0, AGENT_VCHAN_PATH, 65536, 65536);

@@ -94,6 +94,18 @@ int agent_put_str(struct agent_buf *b, const char *s, size_t len)
 	return 0;
 }
 
+int agent_put_bytes(struct agent_buf *b, const void *p, size_t len)
+{
+	int rc = buf_reserve(b, len);
+
+	if (rc < 0)
+		return rc;
+	if (len)
+		memcpy(b->data + b->len, p, len);
+	b->len += len;
+	return 0;
+}
+
 void agent_buf_free(struct agent_buf *b)
 {
 	free(b->data);
@@ -263,6 +275,7 @@ int agent_ctr_req_encode(struct agent_buf *b, const struct agent_ctr_req *req)
 		return rc ? rc : put_cstr(b, req->spec_json);
 	case AGENT_MSG_CTR_START:
 	case AGENT_MSG_CTR_STATUS:
+	case AGENT_MSG_CTR_REMOVE:
 		return 0;
 	case AGENT_MSG_CTR_STOP:
 		if (req->signal < 1 || req->signal > 64)
@@ -299,7 +312,7 @@ int agent_ctr_req_decode(uint16_t type, const uint8_t *payload, size_t len, stru
 
 	memset(out, 0, sizeof(*out));
 	out->type = type;
-	if (type < AGENT_MSG_CTR_CREATE || type > AGENT_MSG_CTR_EXEC || type == AGENT_MSG_CTR_STATE ||
+	if (type < AGENT_MSG_CTR_CREATE || type > AGENT_MSG_CTR_REMOVE || type == AGENT_MSG_CTR_STATE ||
 	    type == AGENT_MSG_CTR_LOG_DATA)
 		return -EPROTO;
 	rc = get_cstr(&r, &out->id);

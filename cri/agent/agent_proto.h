@@ -14,15 +14,16 @@
  *   EXEC_RESULT  i32 exit_code (-signal if killed), str stdout, str stderr
  *   POWEROFF     empty; the agent syncs and powers the domain off
  *   ERROR        i32 negative errno, str message
- * Containers in the guest (protocol only so far: the agent answers them with ERROR -EOPNOTSUPP until
- * it runs runc). Every request starts with str container_id (1..AGENT_MAX_ID_LEN of [A-Za-z0-9_.-]):
+ * Containers in the guest (the agent runs them with runc, agent_ctr.c). Every request starts with
+ * str container_id (1..AGENT_MAX_ID_LEN of [A-Za-z0-9_.-]):
  *   CTR_CREATE   + str rootfs_dev (absolute guest path of the read-only image disk), str oci_spec_json
  *   CTR_START    -
  *   CTR_STOP     + u32 signal (1..64), u32 timeout_ms (then SIGKILL)
  *   CTR_STATUS   -
  *   CTR_LOGS     + u64 offset, u32 max_bytes (1..AGENT_MAX_LOG_CHUNK): the container's CRI log records
  *   CTR_EXEC     + the EXEC layout (u32 timeout_ms, u32 argc, argv): run in the container (ExecSync)
- * Replies: OK (empty) to CREATE, START and STOP; CTR_STATE to STATUS; CTR_LOG_DATA to LOGS;
+ *   CTR_REMOVE   -   (kill if still running, runc delete, unmount the rootfs: the disk may go)
+ * Replies: OK (empty) to CREATE, START, STOP and REMOVE; CTR_STATE to STATUS; CTR_LOG_DATA to LOGS;
  * EXEC_RESULT to CTR_EXEC; ERROR to any of them.
  *   CTR_STATE    u32 state (AGENT_CTR_*), i32 pid, i32 exit_code, u64 started_ns, u64 finished_ns
  *   CTR_LOG_DATA u64 next_offset, u32 eof (1: exited and everything read), str data
@@ -60,7 +61,8 @@ enum agent_msg_type {
 	AGENT_MSG_CTR_LOGS = 14,
 	AGENT_MSG_CTR_LOG_DATA = 15,
 	AGENT_MSG_CTR_EXEC = 16,
-	AGENT_MSG_LAST = AGENT_MSG_CTR_EXEC,
+	AGENT_MSG_CTR_REMOVE = 17,
+	AGENT_MSG_LAST = AGENT_MSG_CTR_REMOVE,
 };
 
 enum agent_ctr_state_code {
@@ -98,6 +100,8 @@ int agent_hdr_decode(const uint8_t in[AGENT_HDR_SIZE], struct agent_hdr *hdr);
 /* Append helpers return 0 or -ENOMEM / -EMSGSIZE (payload would exceed AGENT_MAX_PAYLOAD). */
 int agent_put_u32(struct agent_buf *b, uint32_t v);
 int agent_put_str(struct agent_buf *b, const char *s, size_t len);
+/* Raw bytes, no length prefix (text built in a buffer, e.g. log records). */
+int agent_put_bytes(struct agent_buf *b, const void *p, size_t len);
 void agent_buf_free(struct agent_buf *b);
 
 /* Readers return 0 or -EPROTO when the payload is too short or a length runs past its end. A

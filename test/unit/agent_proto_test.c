@@ -38,7 +38,7 @@ START_TEST(bad_headers_are_refused)
 	h.type = 0;
 	agent_hdr_encode(raw, &h);
 	ck_assert_int_eq(agent_hdr_decode(raw, &out), -EINVAL);
-	h.type = AGENT_MSG_CTR_EXEC; /* the last type there is */
+	h.type = AGENT_MSG_CTR_REMOVE; /* the last type there is */
 	agent_hdr_encode(raw, &h);
 	ck_assert_int_eq(agent_hdr_decode(raw, &out), 0);
 	h.type = AGENT_MSG_LAST + 1;
@@ -196,6 +196,11 @@ START_TEST(container_requests_round_trip)
 	agent_ctr_req_free(&got);
 
 	req = (struct agent_ctr_req){ .type = AGENT_MSG_CTR_START, .id = (char *)id };
+	ctr_round_trip(&req, &got);
+	ck_assert_str_eq(got.id, id);
+	agent_ctr_req_free(&got);
+
+	req = (struct agent_ctr_req){ .type = AGENT_MSG_CTR_REMOVE, .id = (char *)id };
 	ctr_round_trip(&req, &got);
 	ck_assert_str_eq(got.id, id);
 	agent_ctr_req_free(&got);

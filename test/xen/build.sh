@@ -1,12 +1,15 @@
 #!/usr/bin/env bash
 # Build the Xen-under-QEMU test bed from Debian packages only: Xen 4.17, the Debian dom0/guest
-# kernel, xen-utils/xenstored and their libraries, busybox; a dom0 initramfs with our daemon, its
-# shared libraries and the test programs; a guest kernel + initramfs. Nothing is installed on the
+# kernel, xen-utils/xenstored and their libraries, busybox, runc (guest), erofs-utils (dom0); a dom0
+# initramfs with our daemon, its shared libraries, the test programs and an image store holding a
+# busybox image (pulled by our daemon on the host from a local docker-registry, seed-image.py); a
+# guest kernel + initramfs (vgpu-agent, runc, erofs and overlay modules). Nothing is installed on the
 # host except the tools this script needs (QEMU, cpio, libxen-dev). Everything lands in a cache:
 #   $VGPU_XEN_CACHE/debs/<hash of package=version list>/   downloaded .debs
 #   $VGPU_XEN_CACHE/stage/<same hash>/                    the .debs extracted (dpkg-deb -x)
 #   $VGPU_XEN_CACHE/artifacts/<hash of the rootfs trees>/ xen, vmlinux (dom0), dom0.cpio.zst (guest inside)
 #   $VGPU_XEN_CACHE/current -> artifacts/<hash>
+#   $VGPU_XEN_CACHE/seed/<hash of seed-image.py + busybox>/  the seeded image store (reused)
 # The last line of stdout is the artifact directory. Env: VGPU_XEN_CACHE (/var/cache/vgpu-cri-xen),
 # VGPU_XEN_BUILD_DIR (<repo>/build-xen: where the daemon is built with cmake).
 set -euo pipefail
@@ -19,7 +22,7 @@ die() { echo "xen-build: ERROR: $*" >&2; exit 1; }
 t_start=$(date +%s.%N)
 
 # ---- host tools (only what building and booting the test bed needs) ----
-host_pkgs=(qemu-system-x86 cpio xz-utils gzip zstd libxen-dev busybox-static bash util-linux)
+host_pkgs=(qemu-system-x86 cpio xz-utils gzip zstd libxen-dev busybox-static bash util-linux python3 docker-registry)
 missing=()
 for p in "${host_pkgs[@]}"; do
 	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -35,7 +38,7 @@ kpkg=$(apt-cache depends linux-image-amd64 | awk '/Depends: linux-image-[0-9]/{p
 KV=${kpkg#linux-image-}
 debs=(xen-hypervisor-4.17-amd64 xen-utils-4.17 xen-utils-common xenstore-utils libxenstore4 libxenmisc4.17
       libxencall1 libxendevicemodel1 libxenevtchn1 libxenforeignmemory1 libxengnttab1 libxentoolcore1
-      libxentoollog1 libxenhypfs1 libyajl2 busybox-static "$kpkg")
+      libxentoollog1 libxenhypfs1 libyajl2 busybox-static runc libseccomp2 erofs-utils "$kpkg")
 # one apt-cache call (loading the cache is the slow part)
 pins=$(apt-cache policy "${debs[@]}" | awk '/^[^ ]/{sub(":$", "", $1); p=$1} /Candidate:/{print p "=" $2}')
 for p in "${debs[@]}"; do
@@ -89,7 +92,7 @@ vchan_libs=(-lxenvchan -lxenstore -lxengnttab -lxenevtchn -lxentoolcore -lxentoo
 gcc "${cflags[@]}" -static -o "$B/vchan-check" "$here/vchan-check.c" "${vchan_libs[@]}"
 # the guest agent (PID 1 of a pod's domU) and the test's daemon side of its protocol
 gcc "${cflags[@]}" -static -I"$top/cri/agent" -o "$B/vgpu-agent" "$top/cri/agent/agent.c" \
-	"$top/cri/agent/agent_proto.c" "${vchan_libs[@]}"
+	"$top/cri/agent/agent_proto.c" "$top/cri/agent/agent_ctr.c" "$top/cri/agent/agent_log.c" "${vchan_libs[@]}"
 gcc "${cflags[@]}" -static -I"$top/cri" -o "$B/agent-check" "$here/agent-check.c" "$top/cri/agent/agent_proto.c" \
 	"${vchan_libs[@]}"
 # a CRI client for the pod scenario (gRPC core + the daemon's generated protobuf-c messages)
@@ -131,6 +134,11 @@ G=$W/guest
 base_tree "$G"
 install -m 755 "$here/guest-init" "$G/init"
 install -m 755 "$B/vgpu-agent" "$G/sbin/vgpu-agent"
+# containers in the guest: Debian's runc (+ libseccomp, libc), erofs (image disks) and overlay
+install -m 755 "$S/usr/sbin/runc" "$G/usr/sbin/runc"
+copy_libs "$G" "$G/usr/sbin/runc"
+cp "$KM/crypto/crc32c_generic.ko" "$KM/lib/libcrc32c.ko" "$KM/fs/erofs/erofs.ko" "$KM/fs/overlayfs/overlay.ko" \
+	"$G/lib/modules/"
 (cd "$G" && find . | LC_ALL=C sort | cpio -H newc -o --quiet -R 0:0 | gzip -1 > "$W/guest.cpio.gz")
 
 R=$W/dom0
@@ -155,6 +163,22 @@ copy_libs "$R" "$R$XB/xl" "$R$XB/xenstored" "$R$XB/xenconsoled" "$R$XB/xen-init-
 # xl aborts without libgcc_s (pthread_cancel unwinding loads it at run time, ldd does not show it)
 cp -L /lib/x86_64-linux-gnu/libgcc_s.so.1 "$R/lib/x86_64-linux-gnu/"
 cp "$here"/scenarios/*.sh "$R/vgpu/scenarios/"
+# containers in xen pods: mkfs.erofs makes the image disks; a busybox image in the daemon's store
+install -m 755 "$S/usr/bin/mkfs.erofs" "$R/usr/bin/mkfs.erofs"
+copy_libs "$R" "$R/usr/bin/mkfs.erofs"
+seed_hash=$(cat "$here/seed-image.py" "$top/test/integration/registry.py" /bin/busybox | sha256sum | cut -c1-16)
+SEED=$CACHE/seed/$seed_hash
+if [ ! -e "$SEED/.complete" ]; then
+	say "seeding a busybox image from a local registry into $SEED"
+	rm -rf "$SEED"; mkdir -p "$SEED"
+	python3 "$here/seed-image.py" "$BUILD/cri/vgpu-cri" "$B/cri-client" "$SEED/work" >&2 || die "seeding the image failed"
+	mv "$SEED/work/state/images" "$SEED/images"; cp "$SEED/work/image-ref" "$SEED/image-ref"
+	rm -rf "$SEED/work"; rm -rf "$SEED/images/tmp"; mkdir -p "$SEED/images/tmp"
+	touch "$SEED/.complete"
+fi
+mkdir -p "$R/var/lib/vgpu-cri"
+cp -a "$SEED/images" "$R/var/lib/vgpu-cri/images"
+cp "$SEED/image-ref" "$R/vgpu/image-ref"
 mkdir -p "$R/boot"
 cp "$S/vmlinux.gz" "$R/boot/guest-vmlinux.gz"
 cp "$W/guest.cpio.gz" "$R/boot/guest.cpio.gz"

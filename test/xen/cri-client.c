@@ -5,6 +5,12 @@
  *   cri-client ... status ID                                -> "CRI status <id> <STATE> handler=... info=<json>"
  *   cri-client ... list                                     -> "CRI list n=<count>" + "CRI item <id> <STATE> <name>"
  *   cri-client ... stop ID | remove ID                      -> "CRI stopped <id>" | "CRI removed <id>"
+ *   cri-client ... pull IMAGE                               -> "CRI image <ref>"
+ *   cri-client ... create POD NAME IMAGE [CMD...]           -> "CRI container <id>" (log NAME/0.log)
+ *   cri-client ... start CID | cstop CID TIMEOUT_S | cremove CID -> "CRI started|cstopped|cremoved <cid>"
+ *   cri-client ... cstatus CID                              -> "CRI cstatus <cid> <STATE> exit=<n> reason=<r> log=<path>"
+ *   cri-client ... clist                                    -> "CRI clist n=<count>" + "CRI citem <cid> <STATE> <name>"
+ *   cri-client ... exec CID TIMEOUT_S CMD...                -> "CRI exec exit=<n> stdout=<text> stderr=<text>"
  * Exit 0 on OK; on a gRPC error prints "CRI error <method> code=<n> <details>" and exits 10 + code. */
 #include <grpc/grpc.h>
 #include <grpc/grpc_security.h>
@@ -144,11 +150,166 @@ static int cmd_remove(grpc_channel *ch, const char *id)
 	return 0;
 }
 
+#define IS "/runtime.v1.ImageService/"
+
+static const char *ctr_state_name(Runtime__V1__ContainerState st)
+{
+	switch (st) {
+	case RUNTIME__V1__CONTAINER_STATE__CONTAINER_CREATED: return "CREATED";
+	case RUNTIME__V1__CONTAINER_STATE__CONTAINER_RUNNING: return "RUNNING";
+	case RUNTIME__V1__CONTAINER_STATE__CONTAINER_EXITED: return "EXITED";
+	default: return "UNKNOWN";
+	}
+}
+
+static int cmd_pull(grpc_channel *ch, const char *image)
+{
+	Runtime__V1__ImageSpec spec = RUNTIME__V1__IMAGE_SPEC__INIT;
+	Runtime__V1__PullImageRequest req = RUNTIME__V1__PULL_IMAGE_REQUEST__INIT;
+	spec.image = (char *)image;
+	req.image = &spec;
+	Runtime__V1__PullImageResponse *r = (Runtime__V1__PullImageResponse *)unary(
+		ch, IS "PullImage", &req.base, &runtime__v1__pull_image_response__descriptor);
+	if (!r)
+		return 1;
+	printf("CRI image %s\n", r->image_ref);
+	protobuf_c_message_free_unpacked(&r->base, NULL);
+	return 0;
+}
+
+static int cmd_create(grpc_channel *ch, const char *pod, const char *name, const char *image, int n_cmd, char **cmd)
+{
+	Runtime__V1__ContainerMetadata md = RUNTIME__V1__CONTAINER_METADATA__INIT;
+	Runtime__V1__ImageSpec spec = RUNTIME__V1__IMAGE_SPEC__INIT;
+	Runtime__V1__ContainerConfig cfg = RUNTIME__V1__CONTAINER_CONFIG__INIT;
+	Runtime__V1__CreateContainerRequest req = RUNTIME__V1__CREATE_CONTAINER_REQUEST__INIT;
+	char log_path[300];
+	snprintf(log_path, sizeof(log_path), "%s/0.log", name);
+	md.name = (char *)name;
+	spec.image = (char *)image;
+	cfg.metadata = &md;
+	cfg.image = &spec;
+	cfg.log_path = log_path;
+	if (n_cmd > 0) {
+		cfg.command = cmd;
+		cfg.n_command = (size_t)n_cmd;
+	}
+	req.pod_sandbox_id = (char *)pod;
+	req.config = &cfg;
+	Runtime__V1__CreateContainerResponse *r = (Runtime__V1__CreateContainerResponse *)unary(
+		ch, RT "CreateContainer", &req.base, &runtime__v1__create_container_response__descriptor);
+	if (!r)
+		return 1;
+	printf("CRI container %s\n", r->container_id);
+	protobuf_c_message_free_unpacked(&r->base, NULL);
+	return 0;
+}
+
+static int cmd_start(grpc_channel *ch, const char *id)
+{
+	Runtime__V1__StartContainerRequest req = RUNTIME__V1__START_CONTAINER_REQUEST__INIT;
+	req.container_id = (char *)id;
+	ProtobufCMessage *r = unary(ch, RT "StartContainer", &req.base, &runtime__v1__start_container_response__descriptor);
+	if (!r)
+		return 1;
+	printf("CRI started %s\n", id);
+	protobuf_c_message_free_unpacked(r, NULL);
+	return 0;
+}
+
+static int cmd_cstop(grpc_channel *ch, const char *id, const char *timeout)
+{
+	Runtime__V1__StopContainerRequest req = RUNTIME__V1__STOP_CONTAINER_REQUEST__INIT;
+	req.container_id = (char *)id;
+	req.timeout = atoll(timeout);
+	ProtobufCMessage *r = unary(ch, RT "StopContainer", &req.base, &runtime__v1__stop_container_response__descriptor);
+	if (!r)
+		return 1;
+	printf("CRI cstopped %s\n", id);
+	protobuf_c_message_free_unpacked(r, NULL);
+	return 0;
+}
+
+static int cmd_cremove(grpc_channel *ch, const char *id)
+{
+	Runtime__V1__RemoveContainerRequest req = RUNTIME__V1__REMOVE_CONTAINER_REQUEST__INIT;
+	req.container_id = (char *)id;
+	ProtobufCMessage *r =
+		unary(ch, RT "RemoveContainer", &req.base, &runtime__v1__remove_container_response__descriptor);
+	if (!r)
+		return 1;
+	printf("CRI cremoved %s\n", id);
+	protobuf_c_message_free_unpacked(r, NULL);
+	return 0;
+}
+
+static int cmd_cstatus(grpc_channel *ch, const char *id)
+{
+	Runtime__V1__ContainerStatusRequest req = RUNTIME__V1__CONTAINER_STATUS_REQUEST__INIT;
+	req.container_id = (char *)id;
+	Runtime__V1__ContainerStatusResponse *r = (Runtime__V1__ContainerStatusResponse *)unary(
+		ch, RT "ContainerStatus", &req.base, &runtime__v1__container_status_response__descriptor);
+	if (!r)
+		return 1;
+	printf("CRI cstatus %s %s exit=%d reason=%s log=%s\n", r->status->id, ctr_state_name(r->status->state),
+	       r->status->exit_code, r->status->reason, r->status->log_path);
+	protobuf_c_message_free_unpacked(&r->base, NULL);
+	return 0;
+}
+
+static int cmd_clist(grpc_channel *ch)
+{
+	Runtime__V1__ListContainersRequest req = RUNTIME__V1__LIST_CONTAINERS_REQUEST__INIT;
+	Runtime__V1__ListContainersResponse *r = (Runtime__V1__ListContainersResponse *)unary(
+		ch, RT "ListContainers", &req.base, &runtime__v1__list_containers_response__descriptor);
+	if (!r)
+		return 1;
+	printf("CRI clist n=%zu\n", r->n_containers);
+	for (size_t i = 0; i < r->n_containers; i++)
+		printf("CRI citem %s %s %s\n", r->containers[i]->id, ctr_state_name(r->containers[i]->state),
+		       r->containers[i]->metadata->name);
+	protobuf_c_message_free_unpacked(&r->base, NULL);
+	return 0;
+}
+
+/* Output on one line: newlines as \n */
+static void print_escaped(const char *label, const uint8_t *p, size_t n)
+{
+	printf(" %s=", label);
+	for (size_t i = 0; i < n; i++) {
+		if (p[i] == '\n')
+			fputs("\\n", stdout);
+		else if (p[i] >= 32 && p[i] < 127)
+			putchar(p[i]);
+		else
+			printf("\\x%02x", p[i]);
+	}
+}
+
+static int cmd_exec(grpc_channel *ch, const char *id, const char *timeout, int n_cmd, char **cmd)
+{
+	Runtime__V1__ExecSyncRequest req = RUNTIME__V1__EXEC_SYNC_REQUEST__INIT;
+	req.container_id = (char *)id;
+	req.timeout = atoll(timeout);
+	req.cmd = cmd;
+	req.n_cmd = (size_t)n_cmd;
+	Runtime__V1__ExecSyncResponse *r = (Runtime__V1__ExecSyncResponse *)unary(
+		ch, RT "ExecSync", &req.base, &runtime__v1__exec_sync_response__descriptor);
+	if (!r)
+		return 1;
+	printf("CRI exec exit=%d", r->exit_code);
+	print_escaped("stdout", r->stdout.data, r->stdout.len);
+	print_escaped("stderr", r->stderr.data, r->stderr.len);
+	putchar('\n');
+	protobuf_c_message_free_unpacked(&r->base, NULL);
+	return 0;
+}
+
 int main(int argc, char **argv)
 {
 	const char *sock = "/run/vgpu-cri/vgpu-cri.sock";
 	int opt;
-	while ((opt = getopt(argc, argv, "s:t:")) != -1) {
+	while ((opt = getopt(argc, argv, "+s:t:")) != -1) {
 		if (opt == 's')
 			sock = optarg;
 		else if (opt == 't')
@@ -157,7 +318,8 @@ int main(int argc, char **argv)
 			return 2;
 	}
 	if (optind >= argc) {
-		fprintf(stderr, "usage: cri-client [-s socket] [-t timeout_s] version|run-pod|status|list|stop|remove ...\n");
+		fprintf(stderr, "usage: cri-client [-s socket] [-t timeout_s] version|run-pod|status|list|stop|remove|"
+				"pull|create|start|cstop|cremove|cstatus|clist|exec ...\n");
 		return 2;
 	}
 	setvbuf(stdout, NULL, _IOLBF, 0);
@@ -183,6 +345,22 @@ int main(int argc, char **argv)
 		rc = cmd_stop(ch, a[0]);
 	else if (strcmp(cmd, "remove") == 0 && n == 1)
 		rc = cmd_remove(ch, a[0]);
+	else if (strcmp(cmd, "pull") == 0 && n == 1)
+		rc = cmd_pull(ch, a[0]);
+	else if (strcmp(cmd, "create") == 0 && n >= 3)
+		rc = cmd_create(ch, a[0], a[1], a[2], n - 3, a + 3);
+	else if (strcmp(cmd, "start") == 0 && n == 1)
+		rc = cmd_start(ch, a[0]);
+	else if (strcmp(cmd, "cstop") == 0 && n == 2)
+		rc = cmd_cstop(ch, a[0], a[1]);
+	else if (strcmp(cmd, "cremove") == 0 && n == 1)
+		rc = cmd_cremove(ch, a[0]);
+	else if (strcmp(cmd, "cstatus") == 0 && n == 1)
+		rc = cmd_cstatus(ch, a[0]);
+	else if (strcmp(cmd, "clist") == 0)
+		rc = cmd_clist(ch);
+	else if (strcmp(cmd, "exec") == 0 && n >= 3)
+		rc = cmd_exec(ch, a[0], a[1], n - 2, a + 2);
 	else
 		fprintf(stderr, "cri-client: bad command or arguments: %s\n", cmd);
 	if (rc == 1 && last_status > 0)

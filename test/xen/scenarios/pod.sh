@@ -50,14 +50,14 @@ runtime_handlers:
     guest_kernel: /boot/guest-vmlinux.gz
     guest_initrd: /boot/guest.cpio.gz
     guest_cmdline: "console=hvc0 quiet vgpu.scenario=hello"
-    guest_memory_mb: 96
+    guest_memory_mb: 128
     agent_timeout_s: 15
   xen-garbage:
     type: xen
     guest_kernel: /boot/guest-vmlinux.gz
     guest_initrd: /boot/guest.cpio.gz
     guest_cmdline: "console=hvc0 quiet vgpu.scenario=garbage"
-    guest_memory_mb: 96
+    guest_memory_mb: 128
     agent_timeout_s: 120
 YAML
 start_daemon() {
