@@ -31,6 +31,11 @@ int main()
         }
     cublasHandle_t h;
     CB_CHECK(cublasCreate(&h));
+#ifdef VGPU_CUBLAS_WORKSPACE // diagnostic build: a workspace of our own, as PyTorch sets one
+    void *ws;
+    RT_CHECK(cudaMalloc(&ws, 32 << 20));
+    CB_CHECK(cublasSetWorkspace(h, ws, 32 << 20));
+#endif
     float *da, *db, *dc, one = 1.0f, zero = 0.0f;
     RT_CHECK(cudaMalloc(&da, n * n * 4));
     RT_CHECK(cudaMalloc(&db, n * n * 4));

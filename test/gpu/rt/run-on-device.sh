@@ -21,6 +21,11 @@ for p in rt_vector_add rt_matmul_streams rt_malloc_async rt_graph; do
     nvcc -O2 -arch=sm_90 -cudart shared -o "$R/${p}_shared" test/gpu/rt/$p.cu >>"$OUT/rt-build.log" 2>&1 && progs="$progs ${p}_shared"
 done
 nvcc -O2 -arch=sm_90 -o "$R/cublas_gemm" test/gpu/rt/cublas_gemm.cu -lcublas >>"$OUT/rt-build.log" 2>&1 && progs="$progs cublas_gemm"
+# the same program against the cuBLAS that PyTorch ships (its wheel's nvidia/cu13/lib)
+tl=$(python3 -c 'import nvidia, os; print(os.path.join(nvidia.__path__[0], "cu13", "lib"))' 2>/dev/null)
+[ -n "$tl" ] && [ -e "$tl/libcublas.so.13" ] &&
+    nvcc -O2 -arch=sm_90 -o "$R/cublas_gemm_torchlib" test/gpu/rt/cublas_gemm.cu -L"$tl" -lcublas \
+        -Xlinker -rpath="$tl" >>"$OUT/rt-build.log" 2>&1 && progs="$progs cublas_gemm_torchlib"
 echo "built:$progs" >>"$S"
 dir=$(mktemp -d /tmp/vgpu-rt.XXXXXX)
 "$B/test/gpu/broker_host" --backend cuda --workers 4 --pod "A=$dir/a.sock" 2>"$OUT/rt-broker.log" &
