@@ -65,11 +65,14 @@ static int wait_event(struct vgpu_xen_agent *a, long long deadline_ns)
 	}
 }
 
-static int read_full(struct vgpu_xen_agent *a, void *buf, size_t len, long long deadline_ns)
+/* Moves len bytes through the vchan (in 16 KiB steps), waiting on its event channel until the
+ * deadline; -EPIPE when the guest's side is gone. */
+static int xfer_full(struct vgpu_xen_agent *a, void *buf, size_t len, bool writing, long long deadline_ns)
 {
 	for (size_t done = 0; done < len;) {
 		size_t want = len - done > 16384 ? 16384 : len - done;
-		int n = libxenvchan_read(a->ch, (char *)buf + done, want);
+		int n = writing ? libxenvchan_write(a->ch, (const char *)buf + done, want)
+				: libxenvchan_read(a->ch, (char *)buf + done, want);
 		if (n < 0)
 			return -EPIPE;
 		if (n > 0) {
@@ -85,24 +88,14 @@ static int read_full(struct vgpu_xen_agent *a, void *buf, size_t len, long long 
 	return 0;
 }
 
+static int read_full(struct vgpu_xen_agent *a, void *buf, size_t len, long long deadline_ns)
+{
+	return xfer_full(a, buf, len, false, deadline_ns);
+}
+
 static int write_full(struct vgpu_xen_agent *a, const void *buf, size_t len, long long deadline_ns)
 {
-	for (size_t done = 0; done < len;) {
-		size_t want = len - done > 16384 ? 16384 : len - done;
-		int n = libxenvchan_write(a->ch, (const char *)buf + done, want);
-		if (n < 0)
-			return -EPIPE;
-		if (n > 0) {
-			done += (size_t)n;
-			continue;
-		}
-		if (!libxenvchan_is_open(a->ch))
-			return -EPIPE;
-		int r = wait_event(a, deadline_ns);
-		if (r < 0)
-			return r;
-	}
-	return 0;
+	return xfer_full(a, (void *)buf, len, true, deadline_ns);
 }
 
 static int send_msg(struct vgpu_xen_agent *a, uint16_t type, uint32_t id, const struct agent_buf *b,
