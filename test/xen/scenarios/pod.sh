@@ -18,17 +18,7 @@
 # expect: VGPU-XEN POD-STOPPED
 # expect: VGPU-XEN POD-REMOVED
 # expect: VGPU-XEN NOTHING-LEFT
-up() { cut -d' ' -f1 /proc/uptime; }
-mark() { echo "VGPU-XEN $* t=$(up)"; }
-dlog=/var/log/vgpu/daemon.log
-fail() {
-	echo "VGPU-XEN-FAIL $*"
-	xl list
-	echo "--- daemon log"; tail -n 40 $dlog
-	for f in /var/log/xen/console/guest-*.log; do [ -f "$f" ] && { echo "--- $f"; tail -n 20 "$f"; }; done
-	exit 1
-}
-dt() { awk -v a="$1" -v b="$2" 'BEGIN{printf "%.2f", b-a}'; }
+. /vgpu/scenarios/daemon-lib.sh
 ip link set lo up
 mkdir -p /etc/vgpu-cri /var/log/pods
 cat > /etc/vgpu-cri/config.yaml <<'YAML'
@@ -60,21 +50,6 @@ runtime_handlers:
     guest_memory_mb: 128
     agent_timeout_s: 120
 YAML
-start_daemon() {
-	vgpu-cri --config /etc/vgpu-cri/config.yaml >>$dlog 2>&1 &
-	daemon_pid=$!
-	i=0
-	while ! cri-client -t 5 version >/dev/null 2>&1; do
-		i=$((i + 1))
-		[ $i -gt 120 ] && fail "daemon did not answer Version"
-		kill -0 $daemon_pid 2>/dev/null || fail "daemon exited"
-		sleep 0.5
-	done
-}
-stop_daemon() {
-	kill -TERM $daemon_pid
-	wait $daemon_pid || fail "daemon exit status $?"
-}
 start_daemon
 mark DAEMON-UP "pid=$daemon_pid"
 cri-client version
