@@ -67,6 +67,9 @@ struct soft_ctx {
     size_t nalloc, cap;
     uint64_t next_va;
     _Atomic int sticky;
+    /* CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES as set in this context (kernels are
+     * shared by all contexts, their attributes are not): lock */
+    int dyn_smem[SOFT_MAX_KERNELS];
 };
 
 struct soft_event {
@@ -351,12 +354,26 @@ static int soft_module_global(struct backend *be, void *ctx, void *mod, const ch
 
 static int soft_func_get_attr(struct backend *be, void *ctx, void *fn, int attr, int *value)
 {
+    struct soft_ctx *c = ctx;
     *value = attr == CU_FUNC_ATTRIBUTE_MAX_THREADS_PER_BLOCK ? 1024 : 0;
+    if (attr == CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES) {
+        pthread_mutex_lock(&c->lock);
+        *value = c->dyn_smem[(struct soft_kernel *)fn - kernels];
+        pthread_mutex_unlock(&c->lock);
+    }
     return CUDA_SUCCESS;
 }
 
 static int soft_func_set_attr(struct backend *be, void *ctx, void *fn, int attr, int value)
 {
+    struct soft_ctx *c = ctx;
+    if (attr == CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES) {
+        if (value < 0 || value > 48 * 1024) /* the soft device's shared memory per block */
+            return CUDA_ERROR_INVALID_VALUE;
+        pthread_mutex_lock(&c->lock);
+        c->dyn_smem[(struct soft_kernel *)fn - kernels] = value;
+        pthread_mutex_unlock(&c->lock);
+    }
     return CUDA_SUCCESS;
 }
 

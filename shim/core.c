@@ -80,6 +80,23 @@ uint64_t shim_stream(CUstream s)
     return (uint64_t)(uintptr_t)s;
 }
 
+/* $VGPU_SHIM_STATS=1: replies waited for, per operation, printed at exit (where a program's
+ * time goes: each is a round trip to the broker). */
+static _Atomic unsigned long stat_waited[IDM_OP_COUNT];
+
+__attribute__((destructor)) static void print_stats(void)
+{
+    const char *e = getenv("VGPU_SHIM_STATS");
+    if (e == NULL || strcmp(e, "1") != 0)
+        return;
+    for (unsigned op = 0; op < IDM_OP_COUNT; op++)
+        if (stat_waited[op] > 0) {
+            const struct idm_op_info *info = idm_op_lookup(op);
+            fprintf(stderr, "libvgpu stats: %-16s replies waited for %8lu\n", info ? info->name : "?",
+                    stat_waited[op]);
+        }
+}
+
 CUresult shim_wait_locked(uint64_t seq, void *rep, size_t rep_size, void *data, size_t data_len)
 {
     struct idm_msg hdr;
@@ -90,6 +107,8 @@ CUresult shim_wait_locked(uint64_t seq, void *rep, size_t rep_size, void *data, 
         shim.dead = true;
         return CUDA_ERROR_DEVICE_UNAVAILABLE;
     }
+    if (hdr.op < IDM_OP_COUNT)
+        stat_waited[hdr.op]++;
     const uint8_t *p = (const uint8_t *)m + sizeof hdr;
     struct idm_rep r;
     memcpy(&r, p, sizeof r);

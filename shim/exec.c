@@ -50,12 +50,15 @@ static size_t image_size(const void **image)
     return strlen((const char *)p) + 1;
 }
 
+static void fcache_drop(struct shim_func *f);
+
 static void free_mod(struct shim_mod *m)
 {
     for (uint32_t i = 0; i < m->nfunc; i++) {
         m->funcs[i].magic = 0;
         free(m->funcs[i].name);
         free(m->funcs[i].params);
+        fcache_drop(&m->funcs[i]);
     }
     free(m->funcs);
     m->magic = 0;
@@ -376,6 +379,85 @@ SHIM_API CUresult cuFuncGetName(const char **name, CUfunction func)
     return CUDA_SUCCESS;
 }
 
+/* ---- per-function answers (shim_func_query) ---- */
+
+#define FCACHE_KEY 80 /* the largest request: struct idm_occupancy_req */
+#define FCACHE_SLOTS 16
+struct shim_fcache {
+    struct {
+        uint16_t op, len;
+        uint8_t key[FCACHE_KEY];
+        uint64_t value;
+    } e[FCACHE_SLOTS];
+    unsigned n, next;
+};
+_Static_assert(sizeof(struct idm_occupancy_req) <= FCACHE_KEY, "occupancy request fits the key");
+/* fcache_lock guards every function's cache and cache_gen. Setting an attribute of a function
+ * empties its cache (attributes such as the shared memory carveout change its other answers,
+ * occupancy included); other functions' answers do not depend on it. */
+static pthread_mutex_t fcache_lock = PTHREAD_MUTEX_INITIALIZER;
+
+static bool fcache_find(const struct shim_func *f, uint16_t op, const void *req, size_t n, uint64_t *value)
+{
+    const struct shim_fcache *c = f->cache;
+    if (c == NULL)
+        return false;
+    for (unsigned i = 0; i < c->n; i++)
+        if (c->e[i].op == op && c->e[i].len == n && memcmp(c->e[i].key, req, n) == 0) {
+            *value = c->e[i].value;
+            return true;
+        }
+    return false;
+}
+
+static void fcache_drop(struct shim_func *f)
+{
+    pthread_mutex_lock(&fcache_lock);
+    free(f->cache);
+    f->cache = NULL;
+    pthread_mutex_unlock(&fcache_lock);
+}
+
+CUresult shim_func_query(struct shim_func *f, uint16_t op, const void *req, size_t req_size,
+                         uint64_t *value)
+{
+    if (req_size > FCACHE_KEY)
+        return CUDA_ERROR_INVALID_VALUE;
+    pthread_mutex_lock(&fcache_lock);
+    bool hit = fcache_find(f, op, req, req_size, value);
+    uint64_t gen = f->cache_gen;
+    pthread_mutex_unlock(&fcache_lock);
+    if (hit)
+        return CUDA_SUCCESS;
+    CUresult r;
+    if (op == IDM_OP_FUNC_GET_ATTR) {
+        struct idm_func_attr_rep rep = { 0 };
+        r = shim_call(op, req, req_size, NULL, 0, &rep, sizeof rep);
+        *value = (uint32_t)rep.value;
+    } else {
+        struct idm_u64_rep rep = { 0 };
+        r = shim_call(op, req, req_size, NULL, 0, &rep, sizeof rep);
+        *value = rep.value;
+    }
+    if (r != CUDA_SUCCESS)
+        return r; /* errors are not kept: asked again, answered again */
+    pthread_mutex_lock(&fcache_lock);
+    if (gen == f->cache_gen && f->magic == SHIM_FUNC_MAGIC) { /* no set meanwhile */
+        struct shim_fcache *c = f->cache;
+        if (c == NULL)
+            c = f->cache = calloc(1, sizeof *c);
+        if (c != NULL) {
+            unsigned i = c->n < FCACHE_SLOTS ? c->n++ : c->next++ % FCACHE_SLOTS;
+            c->e[i].op = op;
+            c->e[i].len = (uint16_t)req_size;
+            memcpy(c->e[i].key, req, req_size);
+            c->e[i].value = *value;
+        }
+    }
+    pthread_mutex_unlock(&fcache_lock);
+    return CUDA_SUCCESS;
+}
+
 SHIM_API CUresult cuFuncGetAttribute(int *pi, CUfunction_attribute attrib, CUfunction func)
 {
     NEED_INIT();
@@ -383,10 +465,10 @@ SHIM_API CUresult cuFuncGetAttribute(int *pi, CUfunction_attribute attrib, CUfun
     if (f == NULL || pi == NULL)
         return CUDA_ERROR_INVALID_VALUE;
     struct idm_func_attr_req req = { f->handle, attrib, 0 };
-    struct idm_func_attr_rep rep = { 0 };
-    CUresult r = shim_call(IDM_OP_FUNC_GET_ATTR, &req, sizeof req, NULL, 0, &rep, sizeof rep);
+    uint64_t v = 0;
+    CUresult r = shim_func_query(f, IDM_OP_FUNC_GET_ATTR, &req, sizeof req, &v);
     if (r == CUDA_SUCCESS)
-        *pi = rep.value;
+        *pi = (int)(int32_t)(uint32_t)v;
     return r;
 }
 
@@ -397,6 +479,11 @@ SHIM_API CUresult cuFuncSetAttribute(CUfunction func, CUfunction_attribute attri
     if (f == NULL)
         return CUDA_ERROR_INVALID_HANDLE;
     struct idm_func_attr_req req = { f->handle, attrib, value };
+    pthread_mutex_lock(&fcache_lock); /* before the call: an answer fetched meanwhile is not kept */
+    f->cache_gen++;
+    if (f->cache != NULL)
+        f->cache->n = f->cache->next = 0;
+    pthread_mutex_unlock(&fcache_lock);
     return shim_call(IDM_OP_FUNC_SET_ATTR, &req, sizeof req, NULL, 0, NULL, 0);
 }
 
@@ -530,7 +617,10 @@ SHIM_API CUresult cuStreamDestroy_v2(CUstream s)
 {
     if (shim_stream(s) == 0)
         return CUDA_ERROR_INVALID_HANDLE;
-    return handle_call(IDM_OP_STREAM_DESTROY, shim_stream(s));
+    CUresult r = handle_call(IDM_OP_STREAM_DESTROY, shim_stream(s));
+    if (r == CUDA_SUCCESS)
+        shim_stream_obj_gone(s);
+    return r;
 }
 SHIM_API CUresult cuStreamDestroy(CUstream s) __attribute__((alias("cuStreamDestroy_v2")));
 

@@ -420,6 +420,92 @@ static CUresult cublas_slot4(CUcontext ctx, uint64_t *out)
     return CUDA_SUCCESS;
 }
 
+/* ---- 21318c60 slots 51 and 39 (cuBLAS's default workspace, kept per stream) ----
+ * Watched on the real driver (test/gpu/rt/probe-watch.sh, docs/cuda-compat.md): cuBLAS calls
+ * slot 51 as (ctx, stream, &obj) and gets a driver object for that stream (the NULL stream and
+ * CU_STREAM_LEGACY give the same one; its third word is the context), then slot 39 as
+ * (ctx, obj, &id) and gets a number for the stream (the driver answered 7 for the NULL stream;
+ * the registers after the third argument differ run to run: not arguments). cuBLAS keys its
+ * default workspace by it, so the number must stay the same for a stream and must not be
+ * reused by a later stream at the same address: a destroyed stream's record gets a new number.
+ * Records are our own, in the driver's layout for the words seen; they are kept for the life of
+ * the process (the program may hold their addresses), at most STREAM_OBJ_MAX of them. */
+
+struct stream_obj {
+    uint64_t word0;    /* 1, as the driver's */
+    uint64_t word1;
+    CUcontext ctx;     /* third word: the context, as the driver's */
+    uint64_t word3, word4;
+    uint64_t word5;    /* 1, as the driver's */
+    uint64_t word6, word7;
+    CUstream stream;   /* ours from here on */
+    uint64_t id;
+    struct stream_obj *next;
+};
+#define STREAM_OBJ_MAX 4096
+/* sobj_lock guards every record's stream and id, sobj_head, sobj_count, sobj_next_id. */
+static pthread_mutex_t sobj_lock = PTHREAD_MUTEX_INITIALIZER;
+static struct stream_obj *sobj_head;
+static unsigned sobj_count;
+static uint64_t sobj_next_id = 1;
+
+static CUresult cublas_slot51(CUcontext ctx, CUstream stream, struct stream_obj **out)
+{
+    trace(T_2131, 51, "ctx %p stream %p out %p", (void *)ctx, (void *)stream, (void *)out);
+    if (out == NULL)
+        return CUDA_ERROR_INVALID_VALUE;
+    ctx = ctx_or_current(ctx);
+    if (ctx == NULL)
+        return CUDA_ERROR_INVALID_CONTEXT;
+    if (stream == CU_STREAM_LEGACY)
+        stream = NULL;
+    pthread_mutex_lock(&sobj_lock);
+    struct stream_obj *o = sobj_head;
+    while (o != NULL && !(o->ctx == ctx && o->stream == stream))
+        o = o->next;
+    if (o == NULL && sobj_count < STREAM_OBJ_MAX && (o = calloc(1, sizeof *o)) != NULL) {
+        o->word0 = 1;
+        o->word5 = 1;
+        o->ctx = ctx;
+        o->stream = stream;
+        o->id = sobj_next_id++;
+        o->next = sobj_head;
+        sobj_head = o;
+        sobj_count++;
+    }
+    pthread_mutex_unlock(&sobj_lock);
+    if (o == NULL)
+        return CUDA_ERROR_OUT_OF_MEMORY;
+    *out = o;
+    return CUDA_SUCCESS;
+}
+
+static CUresult cublas_slot39(CUcontext ctx, const struct stream_obj *obj, uint64_t *id)
+{
+    trace(T_2131, 39, "ctx %p obj %p id %p", (void *)ctx, (const void *)obj, (void *)id);
+    if (obj == NULL || id == NULL)
+        return CUDA_ERROR_INVALID_VALUE;
+    CUresult r = CUDA_ERROR_INVALID_HANDLE;
+    pthread_mutex_lock(&sobj_lock);
+    for (struct stream_obj *o = sobj_head; o != NULL; o = o->next)
+        if (o == obj) { /* only records we handed out */
+            *id = o->id;
+            r = CUDA_SUCCESS;
+            break;
+        }
+    pthread_mutex_unlock(&sobj_lock);
+    return r;
+}
+
+void shim_stream_obj_gone(CUstream stream)
+{
+    pthread_mutex_lock(&sobj_lock);
+    for (struct stream_obj *o = sobj_head; o != NULL; o = o->next)
+        if (o->stream == stream && stream != NULL)
+            o->id = sobj_next_id++;
+    pthread_mutex_unlock(&sobj_lock);
+}
+
 /* ---- 263e8860: context checks: no context of ours is a wrapped one ---- */
 
 static CUresult ctxchk_slot2(CUcontext ctx, uint32_t *wrapped, void **inner)
@@ -503,6 +589,8 @@ static void fill_tables(void)
     tables[T_CLS][2] = (void *)cls_get;
     tables[T_TLS][2] = (void *)tls_current_ctx;
     tables[T_2131][4] = (void *)cublas_slot4;
+    tables[T_2131][39] = (void *)cublas_slot39;
+    tables[T_2131][51] = (void *)cublas_slot51;
     tables[T_CTXCHK][2] = (void *)ctxchk_slot2;
     tables[T_CTXCHK][3] = (void *)ctxchk_slot3;
     tables[T_CHECK][1] = (void *)check_slot1;

@@ -130,11 +130,11 @@ SHIM_API CUresult cuCtxSetLimit(int limit, size_t value)
 
 static CUresult occupancy(struct idm_occupancy_req *req, CUfunction f, uint64_t *value)
 {
-    const struct shim_func *fn = (const struct shim_func *)f;
+    struct shim_func *fn = (struct shim_func *)f;
     if (fn == NULL || fn->magic != SHIM_FUNC_MAGIC)
         return CUDA_ERROR_INVALID_HANDLE;
     req->func = fn->handle;
-    return u64_call(IDM_OP_OCCUPANCY, req, sizeof *req, value);
+    return shim_func_query(fn, IDM_OP_OCCUPANCY, req, sizeof *req, value);
 }
 
 SHIM_API CUresult cuOccupancyMaxActiveBlocksPerMultiprocessorWithFlags(int *n, CUfunction f,
@@ -209,11 +209,30 @@ SHIM_API CUresult cuOccupancyMaxPotentialClusterSize(int *n, CUfunction f, const
 
 /* ---- stream capture and graphs ---- */
 
+/* Captures begun in this process and not ended. While there are none, every stream's capture
+ * status is "none" and the shim answers status queries itself (PyTorch asks before most
+ * allocations); otherwise the broker answers. A capture that ends in an unexpected way leaves
+ * the count up: the broker then answers, which is only slower. */
+static _Atomic int captures_open;
+#define STATUS_NONE 0                   /* CU_STREAM_CAPTURE_STATUS_NONE */
+#define ERROR_CAPTURE_INVALIDATED 901   /* CUDA_ERROR_STREAM_CAPTURE_INVALIDATED: ended too */
+
 static CUresult capture(uint32_t kind, CUstream s, struct idm_capture_rep *rep)
 {
     NEED_INIT();
+    if (kind == IDM_CAP_STATUS && atomic_load(&captures_open) == 0) {
+        memset(rep, 0, sizeof *rep);
+        rep->status = STATUS_NONE;
+        return CUDA_SUCCESS;
+    }
     struct idm_capture_req req = { shim_stream(s), kind, 0 };
-    return shim_call(IDM_OP_CAPTURE, &req, sizeof req, NULL, 0, rep, sizeof *rep);
+    if (kind == IDM_CAP_BEGIN) /* counted first: a status asked meanwhile goes to the broker */
+        atomic_fetch_add(&captures_open, 1);
+    CUresult r = shim_call(IDM_OP_CAPTURE, &req, sizeof req, NULL, 0, rep, sizeof *rep);
+    if ((kind == IDM_CAP_BEGIN && r != CUDA_SUCCESS) ||
+        (kind == IDM_CAP_END && (r == CUDA_SUCCESS || r == ERROR_CAPTURE_INVALIDATED)))
+        atomic_fetch_sub(&captures_open, 1);
+    return r;
 }
 
 SHIM_API CUresult cuStreamBeginCapture_v2(CUstream s, int mode)

@@ -25,6 +25,8 @@ struct shim_func {
     uint32_t param_size;
     struct idm_param_desc *params;
     struct shim_mod *mod;
+    struct shim_fcache *cache; /* answers of attribute and occupancy queries; fcache_lock */
+    uint64_t cache_gen;        /* bumped by each attribute set; fcache_lock */
 };
 
 struct shim_mod {
@@ -82,5 +84,12 @@ struct shim_seg *shim_find_seg_locked(const void *p, size_t n);
 void shim_copy_bulk(void *dst, const void *src, size_t n);
 /* A context is gone: drop the runtime's per-context storage, running its destructors. */
 void shim_cls_context_gone(CUcontext ctx);
+/* exec.c: a function's attribute and occupancy answers do not change until one of its attributes
+ * is set, so they are kept per function (the runtime and PyTorch ask the same ones before
+ * launches). op FUNC_GET_ATTR or OCCUPANCY, req its request body (the key). */
+CUresult shim_func_query(struct shim_func *f, uint16_t op, const void *req, size_t req_size,
+                         uint64_t *value);
+/* export.c: the stream is destroyed: its record for cuBLAS (21318c60 slot 51) gets a new number. */
+void shim_stream_obj_gone(CUstream stream);
 
 #endif

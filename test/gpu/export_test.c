@@ -25,6 +25,11 @@ CUresult cuOccupancyMaxActiveBlocksPerMultiprocessor(int *, CUfunction, int, siz
 CUresult cuTensorMapEncodeTiled(void *, int, uint32_t, void *, const uint64_t *, const uint64_t *,
                                 const uint32_t *, const uint32_t *, int, int, int, int);
 CUresult cuStreamIsCapturing(CUstream, int *);
+CUresult cuStreamBeginCapture(CUstream);
+CUresult cuStreamEndCapture(CUstream, CUgraph *);
+CUresult cuGraphDestroy(CUgraph);
+CUresult cuFuncGetAttribute(int *, int, CUfunction);
+CUresult cuFuncSetAttribute(CUfunction, int, int);
 
 static const uint8_t uuid_cudart[16] = { 0x6b, 0xd5, 0xfb, 0x6c, 0x5b, 0xf4, 0xe7, 0x4a,
                                          0x89, 0x87, 0xd9, 0x39, 0x12, 0xfd, 0x9d, 0xf9 };
@@ -36,6 +41,9 @@ static const uint8_t uuid_ctxchk[16] = { 0x26, 0x3e, 0x88, 0x60, 0x7c, 0xd2, 0x6
                                          0x92, 0xf6, 0xbb, 0xd5, 0x00, 0x6d, 0xfa, 0x7e };
 static const uint8_t uuid_check[16] = { 0xd4, 0x08, 0x20, 0x55, 0xbd, 0xe6, 0x70, 0x4b,
                                         0x8d, 0x34, 0xba, 0x12, 0x3c, 0x66, 0xe1, 0xf2 };
+
+static const uint8_t uuid_cublas[16] = { 0x21, 0x31, 0x8c, 0x60, 0x97, 0x14, 0x32, 0x48,
+                                         0x8c, 0xa6, 0x41, 0xff, 0x73, 0x24, 0xc8, 0xf2 };
 
 static void *const *table(const uint8_t uuid[16])
 {
@@ -187,6 +195,23 @@ static void test_launch_paths(int real_gpu)
     int blocks = 0;
     CHECK(cuOccupancyMaxActiveBlocksPerMultiprocessor(&blocks, f, 256, 0));
     EXPECT(blocks >= 1 && blocks <= 32);
+    /* the shim keeps attribute and occupancy answers per function: a set must show at once */
+    int dyn0 = -1, dyn = -1, again = -1;
+    CHECK(cuFuncGetAttribute(&dyn0, 8, f)); /* CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES */
+    CHECK(cuFuncGetAttribute(&again, 8, f));
+    EXPECT(dyn0 >= 0 && dyn0 != 4096 && again == dyn0); /* the GPU's default 48 KiB, soft 0 */
+    CHECK(cuFuncSetAttribute(f, 8, 4096));
+    CHECK(cuFuncGetAttribute(&dyn, 8, f));
+    EXPECT(dyn == 4096);
+    EXPECT(cuFuncSetAttribute(f, 8, 1 << 30) == CUDA_ERROR_INVALID_VALUE); /* errors still reach us */
+    CHECK(cuFuncGetAttribute(&dyn, 8, f));
+    EXPECT(dyn == 4096);
+    CHECK(cuFuncSetAttribute(f, 8, dyn0));
+    CHECK(cuFuncGetAttribute(&dyn, 8, f));
+    EXPECT(dyn == dyn0);
+    int blocks2 = 0;
+    CHECK(cuOccupancyMaxActiveBlocksPerMultiprocessor(&blocks2, f, 256, 0));
+    EXPECT(blocks2 == blocks);
 
     const int n = 1024;
     CUdeviceptr a, b, c;
@@ -224,11 +249,22 @@ static void test_launch_paths(int real_gpu)
     CUstream s;
     CHECK(cuStreamCreate(&s, 0));
     int status = -1;
-    r = cuStreamIsCapturing(s, &status);
-    if (real_gpu) /* the soft device has no capture */
-        EXPECT(r == CUDA_SUCCESS && status == 0);
-    else
+    CHECK(cuStreamIsCapturing(s, &status)); /* no capture open: the shim answers "none" */
+    EXPECT(status == 0);
+    r = cuStreamBeginCapture(s);
+    if (real_gpu) { /* while a capture is open the broker answers */
+        EXPECT(r == CUDA_SUCCESS);
+        CHECK(cuStreamIsCapturing(s, &status));
+        EXPECT(status == 1); /* CU_STREAM_CAPTURE_STATUS_ACTIVE */
+        CUgraph g = NULL;
+        CHECK(cuStreamEndCapture(s, &g));
+        CHECK(cuGraphDestroy(g));
+    } else { /* the soft device has no capture */
         EXPECT(r == CUDA_ERROR_NOT_SUPPORTED);
+    }
+    status = -1;
+    CHECK(cuStreamIsCapturing(s, &status));
+    EXPECT(status == 0);
     CHECK(cuStreamDestroy(s));
     CHECK(cuMemFree(a));
     CHECK(cuMemFree(b));
@@ -256,6 +292,38 @@ static void test_big_module(void)
     free(ptx);
 }
 
+/* cuBLAS's per-stream records (21318c60 slots 51, 39): one record and one number per stream,
+ * the NULL stream and CU_STREAM_LEGACY the same; a destroyed stream's number is not given again;
+ * a forged record is refused. */
+static void test_cublas_streams(CUcontext ctx)
+{
+    void *const *t = table(uuid_cublas);
+    CUresult (*obj_of)(CUcontext, CUstream, void **) = (CUresult(*)(CUcontext, CUstream, void **))t[51];
+    CUresult (*id_of)(CUcontext, const void *, uint64_t *) =
+        (CUresult(*)(CUcontext, const void *, uint64_t *))t[39];
+    void *o_null = NULL, *o_legacy = NULL, *o_s = NULL, *o_s2 = NULL;
+    CHECK(obj_of(ctx, NULL, &o_null));
+    CHECK(obj_of(ctx, CU_STREAM_LEGACY, &o_legacy));
+    EXPECT(o_null != NULL && o_null == o_legacy);
+    EXPECT(((CUcontext *)o_null)[2] == ctx); /* the third word, as the driver's */
+    CUstream s;
+    CHECK(cuStreamCreate(&s, 0));
+    CHECK(obj_of(ctx, s, &o_s));
+    CHECK(obj_of(NULL, s, &o_s2)); /* NULL: the current context */
+    EXPECT(o_s != o_null && o_s == o_s2);
+    uint64_t id_null = 0, id_s = 0, id_again = 0, id_after = 0;
+    CHECK(id_of(ctx, o_null, &id_null));
+    CHECK(id_of(ctx, o_s, &id_s));
+    CHECK(id_of(ctx, o_s, &id_again));
+    EXPECT(id_null != id_s && id_s == id_again);
+    CHECK(cuStreamDestroy(s));
+    CHECK(id_of(ctx, o_s, &id_after));
+    EXPECT(id_after != id_s && id_after != id_null);
+    uint64_t forged[16] = { 1, 0, (uint64_t)(uintptr_t)ctx, 0, 0, 1 }, id = 0;
+    EXPECT(id_of(ctx, forged, &id) == CUDA_ERROR_INVALID_HANDLE && id == 0);
+    EXPECT(obj_of(ctx, NULL, NULL) == CUDA_ERROR_INVALID_VALUE);
+}
+
 int main(void)
 {
     CUcontext ctx = test_init();
@@ -263,6 +331,7 @@ int main(void)
     CHECK(cuDeviceGetName(name, sizeof name, 0));
     int real_gpu = strstr(name, "SOFT") == NULL && strstr(name, "soft") == NULL;
     test_tables(ctx);
+    test_cublas_streams(ctx);
     test_check_value();
     test_memory_and_limits();
     test_launch_paths(real_gpu);

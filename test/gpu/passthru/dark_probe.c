@@ -152,6 +152,12 @@ int main(int argc, char **argv)
                     int rc = s51(ctx, a1, o, 0, 8);
                     printf("21318c60 slot 51 (ctx, %" PRIu64 ", out, 0, 8) = %d out %#" PRIx64
                            " %#" PRIx64 "\n", a1, rc, o[0], o[1]);
+                    /* is it one of the objects the public API hands out? */
+                    int (*pool_of)(void **, int) = (int (*)(void **, int))dlsym(lib, "cuDeviceGetDefaultMemPool");
+                    int (*cur_pool)(void **, int) = (int (*)(void **, int))dlsym(lib, "cuDeviceGetMemPool");
+                    void *dp = NULL, *cp = NULL;
+                    int r1 = pool_of ? pool_of(&dp, 0) : -1, r2 = cur_pool ? cur_pool(&cp, 0) : -1;
+                    printf("  default mem pool %d %p, current mem pool %d %p\n", r1, dp, r2, cp);
                     fflush(stdout);
                     _exit(0);
                 }

@@ -10,7 +10,11 @@
  * shim/darkhash.h); table d4082055 must then be skipped (its slot's address is checked too).
  * Env: VGPU_REAL_LIBCUDA: the real driver (default /usr/lib/x86_64-linux-gnu/libcuda.so.1);
  * VGPU_PT_SKIP: tables not to wrap (returned as the driver gave them): "all", or a comma-separated
- * list of the first 8 hex digits of their UUIDs, or "allbut:" and such a list. */
+ * list of the first 8 hex digits of their UUIDs, or "allbut:" and such a list.
+ * VGPU_PT_WATCH: slots to watch call by call, "21318c60:51,1734dc26:13" (at most 8): each call is
+ * logged at once to stderr with its arguments, its result, and 64 bytes at each argument that is a
+ * readable address, before and after the call; cuMemAlloc_v2/cuMemFree_v2 calls are logged in the
+ * same sequence. */
 #define _GNU_SOURCE
 #include <dlfcn.h>
 #include <link.h>
@@ -22,6 +26,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/uio.h>
 #include <unistd.h>
 
 typedef int CUresult;
@@ -76,6 +81,90 @@ void *pt_slot_hit(unsigned i, const uint64_t *saved)
     return tramp_target[i];
 }
 
+/* ---- watched slots: C wrappers that see results and memory (VGPU_PT_WATCH) ---- */
+#define PT_WATCH 8
+typedef uint64_t (*slot6_fn)(uint64_t, uint64_t, uint64_t, uint64_t, uint64_t, uint64_t);
+static slot6_fn watch_real[PT_WATCH];
+static char watch_name[PT_WATCH][24];
+static unsigned nwatch;
+static _Atomic unsigned long watch_seq;
+
+static void dump_mem(const char *when, int k, uint64_t a)
+{
+    unsigned char buf[64];
+    struct iovec local = { buf, sizeof buf }, remote = { (void *)a, sizeof buf };
+    if (a < 4096 || process_vm_readv(getpid(), &local, 1, &remote, 1, 0) != (ssize_t)sizeof buf)
+        return;
+    const uint64_t *q = (const uint64_t *)buf;
+    fprintf(stderr, "PTW     %s arg%d @%#lx: %#lx %#lx %#lx %#lx %#lx %#lx %#lx %#lx\n", when, k,
+            (unsigned long)a, (unsigned long)q[0], (unsigned long)q[1], (unsigned long)q[2],
+            (unsigned long)q[3], (unsigned long)q[4], (unsigned long)q[5], (unsigned long)q[6],
+            (unsigned long)q[7]);
+}
+
+static uint64_t watch_call(unsigned w, uint64_t a0, uint64_t a1, uint64_t a2, uint64_t a3, uint64_t a4, uint64_t a5)
+{
+    uint64_t a[6] = { a0, a1, a2, a3, a4, a5 };
+    unsigned long seq = atomic_fetch_add(&watch_seq, 1);
+    fprintf(stderr, "PTW %lu %s call args %#lx %#lx %#lx %#lx %#lx %#lx\n", seq, watch_name[w],
+            (unsigned long)a0, (unsigned long)a1, (unsigned long)a2, (unsigned long)a3,
+            (unsigned long)a4, (unsigned long)a5);
+    for (int k = 0; k < 6; k++)
+        dump_mem("before", k, a[k]);
+    uint64_t rc = watch_real[w](a0, a1, a2, a3, a4, a5);
+    fprintf(stderr, "PTW %lu %s returned %#lx\n", seq, watch_name[w], (unsigned long)rc);
+    for (int k = 0; k < 6; k++)
+        dump_mem("after", k, a[k]);
+    return rc;
+}
+
+#define PT_WATCH_FN(n)                                                                              \
+    static uint64_t watch_##n(uint64_t a0, uint64_t a1, uint64_t a2, uint64_t a3, uint64_t a4,      \
+                              uint64_t a5)                                                          \
+    {                                                                                               \
+        return watch_call(n, a0, a1, a2, a3, a4, a5);                                               \
+    }
+PT_WATCH_FN(0) PT_WATCH_FN(1) PT_WATCH_FN(2) PT_WATCH_FN(3)
+PT_WATCH_FN(4) PT_WATCH_FN(5) PT_WATCH_FN(6) PT_WATCH_FN(7)
+static slot6_fn const watch_fns[PT_WATCH] = { watch_0, watch_1, watch_2, watch_3,
+                                              watch_4, watch_5, watch_6, watch_7 };
+
+/* The watch wrapper for table hex's slot s, or NULL when it is not watched. */
+static void *watch_slot(const char *hex, unsigned s, void *real)
+{
+    const char *w = getenv("VGPU_PT_WATCH");
+    char key[24];
+    snprintf(key, sizeof key, "%s:%u", hex, s);
+    size_t kl = strlen(key);
+    for (const char *p = w; p != NULL && *p != '\0'; p = strchr(p, ',') ? strchr(p, ',') + 1 : NULL)
+        if (strncmp(p, key, kl) == 0 && (p[kl] == ',' || p[kl] == '\0') && nwatch < PT_WATCH) {
+            watch_real[nwatch] = (slot6_fn)real;
+            snprintf(watch_name[nwatch], sizeof watch_name[nwatch], "%s", key);
+            return (void *)watch_fns[nwatch++];
+        }
+    return NULL;
+}
+
+static CUresult (*real_alloc)(uint64_t *, size_t);
+static CUresult (*real_free)(uint64_t);
+
+CUresult cuMemAlloc_v2(uint64_t *dptr, size_t size)
+{
+    CUresult rc = real_alloc(dptr, size);
+    if (getenv("VGPU_PT_WATCH") != NULL)
+        fprintf(stderr, "PTW %lu cuMemAlloc_v2 size %zu = %d dptr %#lx\n", atomic_fetch_add(&watch_seq, 1),
+                size, rc, rc == 0 && dptr ? (unsigned long)*dptr : 0ul);
+    return rc;
+}
+
+CUresult cuMemFree_v2(uint64_t dptr)
+{
+    CUresult rc = real_free(dptr);
+    if (getenv("VGPU_PT_WATCH") != NULL)
+        fprintf(stderr, "PTW %lu cuMemFree_v2 %#lx = %d\n", atomic_fetch_add(&watch_seq, 1), (unsigned long)dptr, rc);
+    return rc;
+}
+
 /* The real driver's executable segments: only pointers into them are wrapped (a table may also
  * hold pointers to the driver's data). */
 static uintptr_t code_lo[8], code_hi[8];
@@ -124,6 +213,8 @@ __attribute__((constructor)) static void pt_init(void)
     real_gpa = (CUresult(*)(const char *, void **, int, uint64_t, int *))dlsym(real_lib, "cuGetProcAddress_v2");
     real_gpa_old = (CUresult(*)(const char *, void **, int, uint64_t))dlsym(real_lib, "cuGetProcAddress");
     real_get = (CUresult(*)(const void **, const uuid_t16 *))dlsym(real_lib, "cuGetExportTable");
+    real_alloc = (CUresult(*)(uint64_t *, size_t))dlsym(real_lib, "cuMemAlloc_v2");
+    real_free = (CUresult(*)(uint64_t))dlsym(real_lib, "cuMemFree_v2");
 }
 
 /* The table's size: a leading byte count when it has one, else up to the first non-code entry. */
@@ -167,7 +258,8 @@ CUresult cuGetExportTable(const void **out, const uuid_t16 *id)
         for (unsigned s = 0; s < t->nslots && !skipped; s++) {
             t->copy[s] = (void *)v[s];
             if (is_driver_code((void *)v[s]) && next_tramp < PT_TRAMPS) {
-                tramp_target[next_tramp] = (void *)v[s];
+                void *w = watch_slot(hex, s, (void *)v[s]);
+                tramp_target[next_tramp] = w != NULL ? w : (void *)v[s];
                 t->copy[s] = pt_tramps + 16 * next_tramp;
             }
             next_tramp++;
