@@ -7,6 +7,7 @@
  * fails with CUDA_ERROR_NOT_SUPPORTED. $VGPU_SHIM_TRACE=1 logs the first calls of every slot. */
 #include "shim.h"
 
+#include <dlfcn.h>
 #include <stdarg.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -75,19 +76,26 @@ static void trace(unsigned t, unsigned slot, const char *fmt, ...)
 
 static _Atomic bool unknown_seen[T_COUNT][MAX_SLOTS];
 
-static CUresult unknown_slot(unsigned t, unsigned slot)
+/* The log names the library that called (NVML asks for table 69a28e9f, for instance: in a pod
+ * it has no device of its own to manage, and the programs above go on without it). */
+static CUresult unknown_slot(unsigned t, unsigned slot, const void *caller)
 {
-    if (!atomic_exchange(&unknown_seen[t][slot], true))
+    if (!atomic_exchange(&unknown_seen[t][slot], true)) {
+        Dl_info di = { 0 };
+        const char *who = dladdr(caller, &di) != 0 && di.dli_fname != NULL ? di.dli_fname : "?";
+        const char *base = strrchr(who, '/');
         idm_log(IDM_LOG_WARN,
-                "libvgpu: export table %s slot %u is not supported (CUDA_ERROR_NOT_SUPPORTED)",
-                table_info[t].name, slot);
+                "libvgpu: export table %s slot %u (called from %s) is not supported "
+                "(CUDA_ERROR_NOT_SUPPORTED)",
+                table_info[t].name, slot, base != NULL ? base + 1 : who);
+    }
     return CUDA_ERROR_NOT_SUPPORTED;
 }
 
 #define UNK(t, s)                                                                              \
     static CUresult unk_##t##_##s(void)                                                        \
     {                                                                                          \
-        return unknown_slot(t, s);                                                             \
+        return unknown_slot(t, s, __builtin_return_address(0));                                \
     }
 #define UNK_ROW(t) \
     UNK(t, 0) \

@@ -102,11 +102,16 @@ static void dump_mem(const char *when, int k, uint64_t a)
             (unsigned long)q[7]);
 }
 
-static uint64_t watch_call(unsigned w, uint64_t a0, uint64_t a1, uint64_t a2, uint64_t a3, uint64_t a4, uint64_t a5)
+static uint64_t watch_call(unsigned w, const void *caller, uint64_t a0, uint64_t a1, uint64_t a2,
+                           uint64_t a3, uint64_t a4, uint64_t a5)
 {
     uint64_t a[6] = { a0, a1, a2, a3, a4, a5 };
     unsigned long seq = atomic_fetch_add(&watch_seq, 1);
-    fprintf(stderr, "PTW %lu %s call args %#lx %#lx %#lx %#lx %#lx %#lx\n", seq, watch_name[w],
+    Dl_info di = { 0 };
+    int known = dladdr(caller, &di) != 0 && di.dli_fname != NULL;
+    fprintf(stderr, "PTW %lu %s call from %s+%#lx args %#lx %#lx %#lx %#lx %#lx %#lx\n", seq,
+            watch_name[w], known ? di.dli_fname : "?",
+            known ? (unsigned long)((uintptr_t)caller - (uintptr_t)di.dli_fbase) : 0ul,
             (unsigned long)a0, (unsigned long)a1, (unsigned long)a2, (unsigned long)a3,
             (unsigned long)a4, (unsigned long)a5);
     for (int k = 0; k < 6; k++)
@@ -122,7 +127,7 @@ static uint64_t watch_call(unsigned w, uint64_t a0, uint64_t a1, uint64_t a2, ui
     static uint64_t watch_##n(uint64_t a0, uint64_t a1, uint64_t a2, uint64_t a3, uint64_t a4,      \
                               uint64_t a5)                                                          \
     {                                                                                               \
-        return watch_call(n, a0, a1, a2, a3, a4, a5);                                               \
+        return watch_call(n, __builtin_return_address(0), a0, a1, a2, a3, a4, a5);                  \
     }
 PT_WATCH_FN(0) PT_WATCH_FN(1) PT_WATCH_FN(2) PT_WATCH_FN(3)
 PT_WATCH_FN(4) PT_WATCH_FN(5) PT_WATCH_FN(6) PT_WATCH_FN(7)
