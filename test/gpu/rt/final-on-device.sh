@@ -24,5 +24,11 @@ real=$(ldconfig -p | awk '/libcuda.so.1 /{print $NF; exit}')
 } >"$OUT/export-summary.txt" 2>&1
 OUT=$OUT bash test/gpu/rt/run-on-device.sh >/dev/null 2>&1
 OUT=$OUT bash test/gpu/run-on-device.sh quick >"$OUT/regression.txt" 2>&1
-cat "$OUT/export-summary.txt" "$OUT/compat-summary.txt"
+# every "not supported" line the shim logged, by program (the log of unsupported calls)
+grep -H "is not supported" "$OUT"/*shim*.log 2>/dev/null | sed 's/^.*\/\([^/]*\)\.log:/\1: /' | sort | uniq -c >"$OUT/unsupported.txt"
+cat "$OUT/export-summary.txt" "$OUT/compat-summary.txt" "$OUT/unsupported.txt"
 tail -30 "$OUT/regression.txt"
+# the device tool brings back few files: everything in one archive, the summaries beside it
+tar czf /tmp/final-out.tgz -C "$OUT" . && mkdir -p /tmp/final-keep &&
+    cp "$OUT/export-summary.txt" "$OUT/compat-summary.txt" "$OUT/unsupported.txt" /tmp/final-keep/ &&
+    rm -rf "${OUT:?}"/* && mv /tmp/final-out.tgz /tmp/final-keep/* "$OUT/"
