@@ -16,6 +16,8 @@
 #include <unistd.h>
 
 #define SLICE_NS 2000000ull /* give a busy channel up after 2 ms */
+#define XEN_MAX_CHANNELS 16u   /* open channels of one xen pod (each maps ~1 MiB of its pages) */
+#define XEN_REFUSED_LOGGED 16u /* refused offers of a xen pod logged one by one, then every 1000th */
 #define BATCH 256
 
 static struct pod *find_pod_locked(struct broker *b, const char *id)
@@ -89,12 +91,15 @@ static int rearm(struct broker *b, struct channel *c)
 /* Returns true if the channel must be closed. */
 static bool drain_inner(struct channel *c)
 {
-    struct epoll_event evs[2];
-    int n = epoll_wait(c->epfd, evs, 2, 0);
+    struct epoll_event evs[3];
+    int n = epoll_wait(c->epfd, evs, 3, 0);
     for (int i = 0; i < n; i++) {
-        if (evs[i].data.fd == c->ic->sock_fd) {
+        if (c->ic->sock_fd >= 0 && evs[i].data.fd == c->ic->sock_fd) {
             if (evs[i].events & (EPOLLHUP | EPOLLRDHUP | EPOLLERR))
                 return true;
+        } else if (c->ic->evt_fd >= 0 && evs[i].data.fd == c->ic->evt_fd) {
+            if (c->ic->ops->event != NULL && c->ic->ops->event(c->ic) < 0)
+                return true; /* the peer process is gone */
         } else {
             uint64_t v;
             if (read(c->ic->efd_wait, &v, sizeof v) < 0 && errno != EAGAIN)
@@ -211,9 +216,12 @@ static int channel_create(struct broker *b, struct pod *pod, struct idm_chan *ic
     c->epfd = epoll_create1(EPOLL_CLOEXEC);
     struct epoll_event e1 = { .events = EPOLLIN, .data.fd = ic->efd_wait };
     struct epoll_event e2 = { .events = EPOLLRDHUP, .data.fd = ic->sock_fd };
+    struct epoll_event e3 = { .events = EPOLLIN, .data.fd = ic->evt_fd };
     struct epoll_event outer = { .events = EPOLLIN | EPOLLONESHOT, .data.ptr = &c->tag };
+    /* local: doorbell + socket (hang-up); xen: doorbell (kicks) + event channel */
     if (c->epfd < 0 || epoll_ctl(c->epfd, EPOLL_CTL_ADD, ic->efd_wait, &e1) < 0 ||
-        epoll_ctl(c->epfd, EPOLL_CTL_ADD, ic->sock_fd, &e2) < 0) {
+        (ic->sock_fd >= 0 && epoll_ctl(c->epfd, EPOLL_CTL_ADD, ic->sock_fd, &e2) < 0) ||
+        (ic->evt_fd >= 0 && epoll_ctl(c->epfd, EPOLL_CTL_ADD, ic->evt_fd, &e3) < 0)) {
         int e = -errno;
         if (c->epfd >= 0)
             close(c->epfd);
@@ -260,7 +268,9 @@ static void serve_listener(struct broker *b, struct pod *pod)
         return;
     }
     pthread_mutex_lock(&pod->lock);
-    for (int i = 0; i < 16 && !pod->closing; i++) {
+    /* a xen pod's offers were all read when its watch fired: take them all (bounded) */
+    int batch = pod->xen != NULL ? IDM_XEN_ENTRIES_MAX + 1 : 16;
+    for (int i = 0; i < batch && !pod->closing; i++) {
         struct idm_err err = { 0 };
         if (pod->ctx == NULL) {
             int r = b->be.ops->ctx_create(&b->be, &pod->ctx);
@@ -275,12 +285,28 @@ static void serve_listener(struct broker *b, struct pod *pod)
         h.quota_bytes = pod->quota_bytes;
         h.compute_share = pod->compute_share;
         struct idm_chan *ic;
-        int rc = idm_local_accept(pod->listen_fd, &h, &ic, &err);
+        int rc = pod->xen != NULL ? idm_xen_accept(pod->xen, &h, &ic, &err)
+                                  : idm_local_accept(pod->listen_fd, &h, &ic, &err);
         if (rc == -EAGAIN)
             break;
+        if (rc < 0 && pod->xen != NULL) {
+            /* a guest's bad offer costs only that offer; a flood of them is not a log flood */
+            if (pod->xen_refused++ < XEN_REFUSED_LOGGED || pod->xen_refused % 1000 == 0)
+                idm_log(IDM_LOG_WARN, "pod %s: %s (%llu offers refused so far)", pod->id, err.msg,
+                        (unsigned long long)pod->xen_refused);
+            continue;
+        }
         if (rc < 0) {
             idm_log(IDM_LOG_WARN, "pod %s: %s", pod->id, err.msg);
             break;
+        }
+        if (pod->xen != NULL && pod->usage.channels >= XEN_MAX_CHANNELS) {
+            /* each channel maps pages and holds an event channel in dom0: bounded per pod */
+            if (pod->xen_refused++ < XEN_REFUSED_LOGGED || pod->xen_refused % 1000 == 0)
+                idm_log(IDM_LOG_WARN, "pod %s: channel refused: already %u channels (the most for a "
+                        "xen pod)", pod->id, XEN_MAX_CHANNELS);
+            idm_chan_close(ic);
+            continue;
         }
         if (pod->ctx == NULL)
             idm_chan_close(ic);
@@ -484,9 +510,31 @@ void broker_inproc_destroy(broker_t *b)
     free(b);
 }
 
+static int pod_add(broker_t *b, const char *pod_id, const char *socket_path, int listen_fd,
+                   int slot, int64_t xen_domid, uint64_t quota_bytes, unsigned compute_share,
+                   struct idm_err *err);
+
 int broker_inproc_pod_add(broker_t *b, const char *pod_id, const char *socket_path, int listen_fd,
                           int slot, uint64_t quota_bytes, unsigned compute_share,
                           struct idm_err *err)
+{
+    return pod_add(b, pod_id, socket_path, listen_fd, slot, -1, quota_bytes, compute_share, err);
+}
+
+int broker_pod_add_xen(broker_t *b, const char *pod_id, uint32_t domid, uint64_t quota_bytes,
+                       unsigned compute_share, struct idm_err *err)
+{
+    if (b->pp != NULL)
+        return idm_err_set(err, -ENOTSUP, "pod %s: xen pods need the in-process broker "
+                           "(gpu pod processes are not available for them yet)", pod_id);
+    char where[64];
+    snprintf(where, sizeof where, "xen domain %u", domid);
+    return pod_add(b, pod_id, where, -1, -1, domid, quota_bytes, compute_share, err);
+}
+
+static int pod_add(broker_t *b, const char *pod_id, const char *socket_path, int listen_fd,
+                   int slot, int64_t xen_domid, uint64_t quota_bytes, unsigned compute_share,
+                   struct idm_err *err)
 {
     if (pod_id == NULL || pod_id[0] == 0 || strlen(pod_id) >= IDM_POD_ID_MAX)
         return idm_err_set(err, -EINVAL, "pod add: bad pod id");
@@ -525,8 +573,12 @@ int broker_inproc_pod_add(broker_t *b, const char *pod_id, const char *socket_pa
         rc = idm_err_set(err, -EEXIST, "pod %s: already added", pod_id);
         goto fail;
     }
-    pod->owns_socket = listen_fd < 0;
-    if (listen_fd >= 0) {
+    pod->owns_socket = listen_fd < 0 && xen_domid < 0;
+    if (xen_domid >= 0) {
+        rc = idm_xen_listen((uint32_t)xen_domid, &pod->xen, err);
+        if (rc == 0)
+            pod->listen_fd = idm_xen_listener_fd(pod->xen);
+    } else if (listen_fd >= 0) {
         pod->listen_fd = listen_fd;
         rc = 0;
     } else {
@@ -535,7 +587,10 @@ int broker_inproc_pod_add(broker_t *b, const char *pod_id, const char *socket_pa
     struct epoll_event ev = { .events = EPOLLIN | EPOLLONESHOT, .data.ptr = &pod->ltag };
     if (rc == 0 && epoll_ctl(b->epfd, EPOLL_CTL_ADD, pod->listen_fd, &ev) < 0) {
         rc = idm_err_set(err, -errno, "pod %s: epoll: %s", pod_id, strerror(errno));
-        if (pod->owns_socket) {
+        if (pod->xen != NULL) {
+            idm_xen_listener_close(pod->xen);
+            pod->xen = NULL;
+        } else if (pod->owns_socket) {
             close(pod->listen_fd);
             unlink(socket_path);
         }
@@ -578,7 +633,12 @@ int broker_inproc_pod_remove(broker_t *b, const char *pod_id, struct broker_usag
     pthread_mutex_lock(&pod->lock);
     pod->closing = true;
     (void)epoll_ctl(b->epfd, EPOLL_CTL_DEL, pod->listen_fd, NULL);
-    close(pod->listen_fd);
+    if (pod->xen != NULL) {
+        idm_xen_listener_close(pod->xen); /* its fd was listen_fd */
+        pod->xen = NULL;
+    } else {
+        close(pod->listen_fd);
+    }
     if (pod->owns_socket)
         (void)unlink(pod->socket_path);
     pthread_rwlock_unlock(&b->pods_lock);
@@ -597,8 +657,8 @@ int broker_inproc_pod_remove(broker_t *b, const char *pod_id, struct broker_usag
         b->be.ops->ctx_destroy(&b->be, pod->ctx);
     if (pod->slot_owned)
         broker_sched_slot_free(b->sched, pod->slot);
-    idm_log(IDM_LOG_INFO, "pod %s: removed (%llu channels served)", pod_id,
-            (unsigned long long)pod->usage.channels_total);
+    idm_log(IDM_LOG_INFO, "pod %s: removed (%llu channels served, %llu offers refused)", pod_id,
+            (unsigned long long)pod->usage.channels_total, (unsigned long long)pod->xen_refused);
     pthread_mutex_destroy(&pod->lock);
     pthread_cond_destroy(&pod->cond);
     free(pod->socket_path);

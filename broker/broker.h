@@ -56,6 +56,12 @@ void broker_destroy(broker_t *b);
  * a pod alone gets the whole GPU (broker/gpu_sched.h). */
 int broker_pod_add(broker_t *b, const char *pod_id, const char *socket_path, uint64_t quota_bytes,
                    unsigned compute_share, struct idm_err *err);
+/* Adds a pod whose containers run in Xen domain domid (the `xen` handler): instead of a socket,
+ * channels are offered through xenstore under /local/domain/<domid>/data/vgpu with granted pages
+ * and an event channel (idm.h, Xen transport); the pod is that domid. In-process broker only
+ * (-ENOTSUP with pod processes, or when built without the Xen libraries). */
+int broker_pod_add_xen(broker_t *b, const char *pod_id, uint32_t domid, uint64_t quota_bytes,
+                       unsigned compute_share, struct idm_err *err);
 /* Removes a pod: stops listening (unlinks the socket), closes its channels, frees all its GPU
  * objects and its context. Returns when all of that is done. */
 int broker_pod_remove(broker_t *b, const char *pod_id, struct idm_err *err);

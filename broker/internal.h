@@ -67,6 +67,8 @@ struct pod {
     struct channel *channels;
     unsigned destroying; /* channels unlisted but still being torn down */
     bool owns_socket;    /* unlink socket_path on removal */
+    struct idm_xen_listener *xen; /* xen pods: channel offers of this domain (listen_fd is its fd) */
+    uint64_t xen_refused;         /* offers refused (bad, or over the channel cap); under lock */
     struct pod *next; /* guarded by broker.pods_lock */
 };
 

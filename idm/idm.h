@@ -302,6 +302,8 @@ struct idm_transport_ops {
     int (*notify)(struct idm_chan *ch);
     int (*wait)(struct idm_chan *ch, int timeout_ms);
     void (*close)(struct idm_chan *ch);
+    /* Optional (NULL for local): consume what arrived on evt_fd; -EPIPE when the peer is gone. */
+    int (*event)(struct idm_chan *ch);
 };
 
 enum idm_role { IDM_ROLE_BROKER = 0, IDM_ROLE_CLIENT = 1 };
@@ -322,6 +324,10 @@ struct idm_chan {
     int efd_wait;       /* our doorbell */
     int efd_notify;     /* the peer's doorbell */
     int shm_fd;
+    /* Xen transport (xen_guest.c / xen_host.c): the event channel's fd (-1 otherwise; the broker
+     * polls it beside efd_wait and calls ops->event when it is readable) and private state. */
+    int evt_fd;
+    void *xen;
 };
 
 /* Layout defaults (bytes). Rings must be powers of two. */
@@ -343,6 +349,98 @@ int idm_local_send_fd(struct idm_chan *ch, int fd, struct idm_err *err);
 int idm_local_recv_fd(struct idm_chan *ch, int *fd_out);
 /* Closes fds, unmaps, frees. NULL is fine. */
 void idm_chan_close(struct idm_chan *ch);
+
+/* ---- Xen transport (xen_proto.c, xen_guest.c, xen_host.c) ----
+ *
+ * The guest (shim) allocates IDM_XEN_PAGES pages, grants them to dom0 (gntalloc), opens an
+ * unbound event channel for dom0 and writes ONE xenstore record under its own domain path,
+ * data/vgpu/<name> = "v=1 port=<evtchn> pages=<n> refs=<r0>,<r1>,...". The broker watches that
+ * directory of the pod's domain (the domid is the pod's identity), reads and removes the record,
+ * maps the grants, binds the event channel, writes the hello into page 1 and sets the control
+ * block's state to READY. Page 0 holds struct idm_shm_hdr and, at IDM_XEN_CTL_OFF, the control
+ * block; the rings follow page 1. A process's death clears ctl.alive (gntalloc unmap notify) and
+ * rings the event channel; the broker marks ctl.state CLOSED when it drops the channel. */
+#define IDM_XEN_PAGE 4096u
+#define IDM_XEN_RING_SIZE (512u << 10)
+#define IDM_XEN_MAX_MSG (256u << 10)
+#define IDM_XEN_PAGES (2u + 2u * (IDM_XEN_RING_SIZE / IDM_XEN_PAGE))
+#define IDM_XEN_CTL_OFF 2048u
+#define IDM_XEN_HELLO_OFF IDM_XEN_PAGE
+#define IDM_XEN_RINGS_OFF (2u * IDM_XEN_PAGE)
+#define IDM_XEN_STATE_WAIT 0u
+#define IDM_XEN_STATE_READY 0x52454459u  /* "READY" enough: the broker wrote the hello */
+#define IDM_XEN_STATE_CLOSED 0x434c4f53u /* the broker dropped the channel */
+#define IDM_XEN_DIR "data/vgpu"          /* relative to /local/domain/<domid> */
+/* Written by the broker when it starts serving the domain (a random epoch), removed when it stops:
+ * a client whose reply is long in coming checks it, so a broker that died (its pages and event
+ * channel simply vanish for the guest) or was replaced ends the client's channel. */
+#define IDM_XEN_EPOCH "data/vgpu-broker"
+#define IDM_XEN_NAME_MAX 32
+#define IDM_XEN_RECORD_MAX 2048          /* xenstored's default entry size quota for a guest */
+#define IDM_XEN_ENTRIES_MAX 64           /* entries looked at per watch event; the rest removed */
+
+struct idm_xen_ctl {
+    _Atomic uint32_t state; /* written by the broker */
+    uint32_t pad;
+    _Alignas(64) _Atomic uint8_t alive; /* 1 while the guest process maps the pages */
+};
+
+/* A parsed record; refs point into the caller's array. */
+struct idm_xen_record {
+    uint32_t port;
+    uint32_t npages;
+    uint32_t refs[IDM_XEN_PAGES];
+};
+/* Strict parse of a record (exact format, decimal without leading zeros or signs, npages must be
+ * IDM_XEN_PAGES and match the number of refs, len <= IDM_XEN_RECORD_MAX, no trailing bytes).
+ * 0 or -EINVAL. */
+int idm_xen_record_parse(const char *s, size_t len, struct idm_xen_record *out);
+/* Formats a record; returns its length or -ENOSPC. */
+int idm_xen_record_format(const struct idm_xen_record *r, char *buf, size_t cap);
+/* A channel entry name: 1..IDM_XEN_NAME_MAX of [a-z0-9-]. */
+bool idm_xen_name_valid(const char *name);
+
+/* xenstore wire protocol (docs: xen/include/public/io/xs_wire.h): a header then len bytes. */
+struct idm_xs_hdr {
+    uint32_t type;
+    uint32_t req_id;
+    uint32_t tx_id;
+    uint32_t len;
+};
+#define IDM_XS_DIRECTORY 1u
+#define IDM_XS_READ 2u
+#define IDM_XS_WATCH 4u
+#define IDM_XS_UNWATCH 5u
+#define IDM_XS_WRITE 11u
+#define IDM_XS_MKDIR 12u
+#define IDM_XS_RM 13u
+#define IDM_XS_WATCH_EVENT 15u
+#define IDM_XS_ERROR 16u
+#define IDM_XS_PAYLOAD_MAX 4096u
+/* Encodes a request: header + the strings in parts, each followed by a NUL except the last when
+ * last_nul is false (XS_WRITE's value). Returns the total length or -ENOSPC / -EINVAL. */
+int idm_xs_encode(uint32_t type, uint32_t req_id, const char *const *parts, size_t nparts,
+                  bool last_nul, uint8_t *buf, size_t cap);
+/* Decodes a header at buf (n bytes available): 0 and *hdr when complete and sane (len <=
+ * IDM_XS_PAYLOAD_MAX, n >= sizeof hdr + len), -EAGAIN when more bytes are needed, -EPROTO. */
+int idm_xs_decode(const uint8_t *buf, size_t n, struct idm_xs_hdr *hdr);
+
+/* Guest side (shim): connect through /dev/xen/{gntalloc,evtchn,xenbus}; no libxen libraries.
+ * dir: the xenstore directory relative to the domain (NULL: IDM_XEN_DIR). */
+int idm_xen_connect(const char *dir, int timeout_ms, struct idm_chan **out, struct idm_err *err);
+
+/* Host side (broker in dom0): watches /local/domain/<domid>/data/vgpu. Without the Xen libraries
+ * at build time these return -ENOTSUP. */
+struct idm_xen_listener;
+int idm_xen_listen(uint32_t domid, struct idm_xen_listener **out, struct idm_err *err);
+/* The fd to poll for new records (readable when the watch fired). */
+int idm_xen_listener_fd(const struct idm_xen_listener *l);
+/* Accepts one pending record (non-blocking); -EAGAIN if none. A bad record is removed and
+ * reported as an error; the caller goes on with the next one. */
+int idm_xen_accept(struct idm_xen_listener *l, const struct idm_hello *hello, struct idm_chan **out,
+                   struct idm_err *err);
+/* Unwatches, removes the domain's data/vgpu directory, frees. NULL is fine. */
+void idm_xen_listener_close(struct idm_xen_listener *l);
 
 /* Spin budget before sleeping, in nanoseconds ($VGPU_SPIN_NS overrides). */
 uint64_t idm_spin_ns(void);

@@ -2,6 +2,7 @@
  * creates a sealed memfd (header + two rings) and two eventfds and hands them to the client with
  * SCM_RIGHTS, together with the hello. The pod is known from the socket, never from a message. */
 #include "idm.h"
+#include "idm_internal.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -82,11 +83,11 @@ static struct idm_chan *chan_new(void)
     if (ch == NULL)
         return NULL;
     ch->ops = &local_ops;
-    ch->sock_fd = ch->efd_wait = ch->efd_notify = ch->shm_fd = -1;
+    ch->sock_fd = ch->efd_wait = ch->efd_notify = ch->shm_fd = ch->evt_fd = -1;
     return ch;
 }
 
-static void chan_map_rings(struct idm_chan *ch)
+void idm_chan_map_rings(struct idm_chan *ch)
 {
     struct idm_hello *h = &ch->hello;
     ch->hdr = (struct idm_shm_hdr *)ch->shm;
@@ -199,7 +200,7 @@ int idm_local_accept(int lfd, const struct idm_hello *hello, struct idm_chan **o
     }
     ch->efd_notify = efd_client;
     close_fd(&ch->shm_fd); /* the mapping stays */
-    chan_map_rings(ch);
+    idm_chan_map_rings(ch);
     *out = ch;
     return 0;
 fail:
@@ -268,7 +269,7 @@ int idm_local_connect(const char *path, struct idm_chan **out, struct idm_err *e
     close_fd(&ch->shm_fd);
     h->pod_id[IDM_POD_ID_MAX - 1] = 0;
     h->device_name[IDM_NAME_MAX - 1] = 0;
-    chan_map_rings(ch);
+    idm_chan_map_rings(ch);
     *out = ch;
     return 0;
 fail:

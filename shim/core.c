@@ -39,10 +39,15 @@ static void do_init(void)
     const char *t = getenv("VGPU_SHIM_TRACE");
     shim_trace = t != NULL && *t != '\0' && strcmp(t, "0") != 0;
     const char *path = getenv("VGPU_SOCKET");
+    const char *transport = getenv("VGPU_TRANSPORT");
     struct idm_err err = { 0 };
     if (path == NULL)
         path = DEFAULT_SOCKET;
-    if (idm_local_connect(path, &shim.ch, &err) < 0) {
+    /* xen pods: granted pages + event channel to the broker in dom0 (no fd passing) */
+    shim.xen = transport != NULL && strcmp(transport, "xen") == 0;
+    int crc = shim.xen ? idm_xen_connect(getenv("VGPU_XEN_DIR"), 0, &shim.ch, &err)
+                       : idm_local_connect(path, &shim.ch, &err);
+    if (crc < 0) {
         idm_log(IDM_LOG_ERROR, "libvgpu: %s", err.msg);
         init_result = CUDA_ERROR_NO_DEVICE;
         return;

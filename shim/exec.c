@@ -119,6 +119,11 @@ static CUresult load(struct shim_mod **out, const void *image)
     /* Too big for a message (cuBLAS's libraries are ~8 MiB): through a host segment. */
     void *seg = NULL;
     struct idm_module_load_req req = { len, 0, 0 };
+    if (len + 256 > shim.ch->max_msg && shim.xen) {
+        /* segments need fd passing, which the Xen transport has not (docs/gpu-path.md) */
+        shim_unsupported("cuModuleLoad* of an image larger than a message over the Xen transport");
+        return CUDA_ERROR_NOT_SUPPORTED;
+    }
     if (len + 256 > shim.ch->max_msg) {
         CUresult r = cuMemHostAlloc(&seg, len, 0);
         if (r != CUDA_SUCCESS)

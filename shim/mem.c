@@ -158,6 +158,8 @@ struct shim_seg *shim_find_seg_locked(const void *p, size_t n)
 {
     uintptr_t a = (uintptr_t)p;
     for (struct shim_seg *s = shim.segs; s != NULL; s = s->next) {
+        if (s->handle == 0)
+            continue; /* plain memory (Xen transport): copies take the staging path */
         uintptr_t b = (uintptr_t)s->p;
         if (a >= b && a - b < s->size && n <= s->size - (a - b))
             return s;
@@ -197,8 +199,9 @@ static CUresult htod(CUdeviceptr dst, const void *src, size_t n, CUstream st, bo
         return r;
     }
     uint64_t seq = 0;
-    for (size_t off = 0; off < n && r == CUDA_SUCCESS; off += SHIM_CHUNK) {
-        size_t len = n - off < SHIM_CHUNK ? n - off : SHIM_CHUNK;
+    const size_t chunk = SHIM_CHUNK_FOR(shim.ch);
+    for (size_t off = 0; off < n && r == CUDA_SUCCESS; off += chunk) {
+        size_t len = n - off < chunk ? n - off : chunk;
         bool last = off + len == n;
         uint8_t *body = shim.dead ? NULL
                                   : idm_client_begin(shim.ch, IDM_OP_HTOD,
@@ -240,9 +243,10 @@ static CUresult dtoh(void *dst, CUdeviceptr src, size_t n, CUstream st, bool syn
     size_t offs[DTOH_DEPTH], lens[DTOH_DEPTH];
     size_t sent = 0, done = 0;
     unsigned head = 0, tail = 0, inflight = 0;
+    const size_t chunk = SHIM_CHUNK_FOR(shim.ch);
     while (done < n) {
         while (sent < n && inflight < DTOH_DEPTH && !shim.dead) {
-            size_t len = n - sent < SHIM_CHUNK ? n - sent : SHIM_CHUNK;
+            size_t len = n - sent < chunk ? n - sent : chunk;
             uint8_t *body = idm_client_begin(shim.ch, IDM_OP_DTOH, 0, 0, &seqs[head]);
             if (body == NULL) {
                 shim.dead = true;
@@ -381,12 +385,36 @@ SHIM_API CUresult cuMemsetD32Async(CUdeviceptr d, unsigned int v, size_t n, CUst
 
 /* ---- pinned host memory ---- */
 
+/* Over the Xen transport no fd can reach the broker: "pinned" memory is plain memory of this
+ * process (handle 0), and copies from/to it go inline through the rings (correct, not zero-copy). */
+static CUresult host_alloc_plain(void **pp, size_t size)
+{
+    struct shim_seg *s = calloc(1, sizeof *s);
+    void *p = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (s == NULL || p == MAP_FAILED) {
+        if (p != MAP_FAILED)
+            munmap(p, size);
+        free(s);
+        return CUDA_ERROR_OUT_OF_MEMORY;
+    }
+    s->p = p;
+    s->size = size;
+    pthread_mutex_lock(&shim.lock);
+    s->next = shim.segs;
+    shim.segs = s;
+    pthread_mutex_unlock(&shim.lock);
+    *pp = p;
+    return CUDA_SUCCESS;
+}
+
 SHIM_API CUresult cuMemHostAlloc(void **pp, size_t bytesize, unsigned int flags)
 {
     NEED_INIT();
     if (pp == NULL || bytesize == 0)
         return CUDA_ERROR_INVALID_VALUE;
     size_t page = (size_t)sysconf(_SC_PAGESIZE), size = (bytesize + page - 1) & ~(page - 1);
+    if (shim.xen)
+        return host_alloc_plain(pp, size);
     int fd = memfd_create("vgpu-pinned", MFD_CLOEXEC | MFD_ALLOW_SEALING);
     if (fd < 0)
         return CUDA_ERROR_OUT_OF_MEMORY;
@@ -449,6 +477,11 @@ SHIM_API CUresult cuMemFreeHost(void *p)
     pthread_mutex_unlock(&shim.lock);
     if (s == NULL)
         return CUDA_ERROR_INVALID_VALUE;
+    if (s->handle == 0) { /* plain memory: the broker never knew it */
+        munmap(s->p, s->size);
+        free(s);
+        return CUDA_SUCCESS;
+    }
     struct idm_handle_req req = { s->handle };
     CUresult r = shim_call(IDM_OP_HOST_UNREG, &req, sizeof req, NULL, 0, NULL, 0);
     munmap(s->p, s->size);

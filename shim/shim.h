@@ -15,6 +15,9 @@
 #define SHIM_MOD_MAGIC 0x4d4f4455u
 #define SHIM_CTX_MAGIC 0x43545854u
 #define SHIM_CHUNK (2u << 20) /* bulk copies are cut in pieces of this size */
+/* The piece size for this channel: SHIM_CHUNK, or less when the channel's messages are smaller
+ * (the Xen transport's rings are 512 KiB). */
+#define SHIM_CHUNK_FOR(ch) ((ch)->max_msg >= SHIM_CHUNK + 4096u ? SHIM_CHUNK : (ch)->max_msg / 2u)
 
 struct shim_mod;
 struct shim_func {
@@ -55,6 +58,7 @@ struct shim_state {
     struct idm_chan *ch;
     bool dead;
     struct shim_seg *segs;
+    bool xen; /* Xen transport: no fd passing, so no shared host segments (set once by cuInit) */
 };
 
 extern struct shim_state shim;

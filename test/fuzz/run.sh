@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Build the libFuzzer targets with clang into build-fuzz/ and run each for SECONDS (default 60).
-# Usage: test/fuzz/run.sh [SECONDS] [TARGET...]      (TARGET: idm_ring, broker_dispatch, ...)
+# Usage: test/fuzz/run.sh [SECONDS] [TARGET...]      (TARGET: idm_ring, idm_xen, broker_dispatch, ...)
 # Fails (exit 1) on any crash, leak, sanitizer report or failed check; prints, per target, the
 # executions and the coverage reached (libFuzzer's cov: edges and ft: features) from its final stats.
 # New inputs go to build-fuzz/fuzz-corpus/<target>/ (kept between runs); the seeds in
@@ -12,7 +12,7 @@ set -euo pipefail
 top=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 secs=${1:-60}
 shift || true
-all=(idm_ring broker_dispatch image_ref manifest layer_unpack config cri_rpc)
+all=(idm_ring idm_xen broker_dispatch image_ref manifest layer_unpack config cri_rpc)
 targets=("$@")
 [ ${#targets[@]} -gt 0 ] || targets=("${all[@]}")
 build=${VGPU_FUZZ_BUILD_DIR:-$top/build-fuzz}
