@@ -93,18 +93,30 @@ int vgpu_pod_network_setup(const struct vgpu_config *cfg, const char *id, pid_t 
 			   const Runtime__V1__PodSandboxConfig *pod, struct vgpu_cni_result *out,
 			   struct vgpu_err *err)
 {
+	_cleanup_free_ char *netns = vgpu_pod_netns_path(cfg, id);
+	int r = vgpu_netns_pin(infra_pid, netns, err);
+	if (r < 0)
+		return vgpu_err_prefix(err, "sandbox %s", id);
+	return vgpu_pod_network_add(cfg, id, pod, out, err);
+}
+
+int vgpu_pod_network_add(const struct vgpu_config *cfg, const char *id, const Runtime__V1__PodSandboxConfig *pod,
+			 struct vgpu_cni_result *out, struct vgpu_err *err)
+{
+	_cleanup_free_ char *netns = vgpu_pod_netns_path(cfg, id);
 	struct vgpu_cni_bandwidth bw = { 0 };
 	bool have_bw;
 	int r = bandwidth(pod, &bw, &have_bw, err);
-	if (r < 0)
-		return vgpu_err_prefix(err, "sandbox %s", id);
 	struct vgpu_cni *cni = NULL;
-	if ((r = vgpu_cni_open(cfg, &cni, err)) < 0)
+	if (r < 0)
+		vgpu_err_prefix(err, "sandbox %s", id);
+	else
+		r = vgpu_cni_open(cfg, &cni, err);
+	if (r < 0) {
+		struct vgpu_err e = { 0 };
+		if (vgpu_netns_remove(netns, &e) < 0)
+			vgpu_log(VGPU_LOG_WARN, "sandbox %s: %s", id, e.msg);
 		return r;
-	_cleanup_free_ char *netns = vgpu_pod_netns_path(cfg, id);
-	if ((r = vgpu_netns_pin(infra_pid, netns, err)) < 0) {
-		vgpu_cni_close(cni);
-		return vgpu_err_prefix(err, "sandbox %s", id);
 	}
 	struct vgpu_cni_port_mapping *ports = vgpu_calloc(pod->n_port_mappings, sizeof(*ports));
 	for (size_t i = 0; i < pod->n_port_mappings; i++) {

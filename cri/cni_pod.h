@@ -24,6 +24,11 @@ int vgpu_pod_network_setup(const struct vgpu_config *cfg, const char *id, pid_t 
 			   const Runtime__V1__PodSandboxConfig *pod, struct vgpu_cni_result *out,
 			   struct vgpu_err *err);
 
+/* The same for a namespace already pinned at vgpu_pod_netns_path (the xen handler makes one with
+ * vgpu_netns_create, no process in it): ADD only; on failure the netns is removed too. */
+int vgpu_pod_network_add(const struct vgpu_config *cfg, const char *id, const Runtime__V1__PodSandboxConfig *pod,
+			 struct vgpu_cni_result *out, struct vgpu_err *err);
+
 /* StopPodSandbox, RemovePodSandbox, clean-up of an interrupted RunPodSandbox: DEL and unpin.
  * Idempotent and cheap when there is nothing (hostNetwork pod, already torn down). When DEL
  * fails the netns stays pinned, so a retry still runs DEL inside it. */

@@ -577,7 +577,8 @@ int vgpu_rpc_update_container_resources(struct vgpu_daemon *d, const ProtobufCMe
 		r = vgpu_err_set(err, -EINVAL, "container %s: no linux resources given", c->id);
 		goto out;
 	}
-	if ((r = vgpu_oci_resources_json(req->linux, m->cgroup_v2, &json, err)) < 0) {
+	/* a xen container's cgroup is the guest's (cgroup v2) */
+	if ((r = vgpu_oci_resources_json(req->linux, c->xen ? true : m->cgroup_v2, &json, err)) < 0) {
 		vgpu_err_prefix(err, "container %s", c->id);
 		goto out;
 	}
@@ -589,8 +590,10 @@ int vgpu_rpc_update_container_resources(struct vgpu_daemon *d, const ProtobufCMe
 		r = vgpu_err_set(err, -EBUSY, "container %s has exited", c->id);
 		goto out;
 	}
-	if ((r = vgpu_pods_write_file(path, json, strlen(json), 0600, false, err)) < 0 ||
-	    (r = vgpu_runc_update(&m->runc, c->id, path, err)) < 0)
+	if ((r = vgpu_pods_write_file(path, json, strlen(json), 0600, false, err)) < 0)
+		goto out;
+	r = c->xen ? vgpu_xen_container_update(m, c, json, err) : vgpu_runc_update(&m->runc, c->id, path, err);
+	if (r < 0) /* a xen pod whose domain is gone: -ENOTCONN, FAILED_PRECONDITION */
 		goto out;
 	Runtime__V1__LinuxContainerResources *copy = vgpu_pb_clone(req->linux);
 	pthread_mutex_lock(&m->lock);

@@ -46,13 +46,20 @@
 #include "runc.h"
 #include "sandbox_store.h"
 #include "util.h"
+#include "xen_stream.h"
 
 #define EXEC_MAX_ARGS 240
 #define PIDFILE_WAIT_MS 2000
 #define ATTACH_REPLY_MS 5000
 
 /* proc->handle is one of these, owned by the session until finish. */
-enum proc_kind { PROC_EXEC, PROC_ATTACH };
+enum proc_kind { PROC_EXEC, PROC_ATTACH, PROC_XEN };
+
+/* An exec or attach of a container in a xen pod (xen_stream.c). */
+struct xen_proc {
+	enum proc_kind kind;
+	struct vgpu_xen_stream *xs;
+};
 
 /* A running exec. */
 struct exec_proc {
@@ -100,12 +107,16 @@ static int sandbox_netns(struct vgpu_daemon *d, const char *id, int *fd, struct 
 	pthread_mutex_lock(&m->lock);
 	vgpu_sandbox_refresh_locked(s);
 	bool ready = s->state == RUNTIME__V1__POD_SANDBOX_STATE__SANDBOX_READY;
+	bool xen = s->xen_domain != NULL;
 	pid_t infra = s->infra_pid;
 	bool host_net = s->host_net;
 	char sid[VGPU_ID_LEN + 1];
 	memcpy(sid, s->id, sizeof(sid));
 	pthread_mutex_unlock(&m->lock);
 	vgpu_sandbox_put(m, s);
+	if (xen) /* its loopback is the guest's: a connect in dom0's netns of the pod would miss it */
+		return vgpu_err_set(err, -EOPNOTSUPP, "pod sandbox %s: port-forward into xen pods is not supported yet",
+				    sid);
 	if (!ready)
 		return vgpu_err_set(err, -EBUSY, "pod sandbox %s is not ready", sid);
 	if (fd == NULL)
@@ -123,6 +134,36 @@ static int sandbox_netns(struct vgpu_daemon *d, const char *id, int *fd, struct 
 	if (nfd < 0)
 		return vgpu_err_errno(err, errno, "pod sandbox %s: open network namespace %s", sid, proc_path);
 	*fd = nfd;
+	return 0;
+}
+
+/* Is id a container of a xen pod? Its streams go through the pod's agent (xen_stream.c). */
+static bool is_xen_container(struct vgpu_pod_manager *m, const char *id)
+{
+	struct vgpu_container *c;
+	if (vgpu_container_get(m, id, &c, NULL) < 0)
+		return false;
+	bool xen = c->xen != NULL; /* set once at creation */
+	vgpu_container_put(m, c);
+	return xen;
+}
+
+static int xen_start(struct vgpu_pod_manager *m, const struct vgpu_stream_exec_req *req, bool attach,
+		     struct vgpu_stream_proc *proc, struct vgpu_err *err)
+{
+	struct vgpu_container *c;
+	int r = vgpu_container_get(m, req->container_id, &c, err);
+	if (r < 0)
+		return r;
+	struct vgpu_xen_stream *xs = NULL;
+	r = vgpu_xen_stream_start(m, c, req, attach, proc, &xs, err);
+	vgpu_container_put(m, c);
+	if (r < 0)
+		return r;
+	struct xen_proc *xp = vgpu_calloc(1, sizeof(*xp));
+	xp->kind = PROC_XEN;
+	xp->xs = xs;
+	proc->handle = xp;
 	return 0;
 }
 
@@ -211,6 +252,8 @@ static int stream_exec_start(void *ctx, const struct vgpu_stream_exec_req *req, 
 	int r = container_running(m, req->container_id, err);
 	if (r < 0)
 		return r;
+	if (is_xen_container(m, req->container_id))
+		return xen_start(m, req, false, proc, err);
 	struct exec_proc *ep = vgpu_calloc(1, sizeof(*ep));
 	ep->kind = PROC_EXEC;
 	static _Atomic unsigned long long seq;
@@ -280,6 +323,8 @@ static int stream_resize(void *ctx, struct vgpu_stream_proc *proc, uint16_t widt
 {
 	(void)ctx;
 	struct exec_proc *ep = proc->handle;
+	if (ep && handle_kind(ep) == PROC_XEN)
+		return vgpu_xen_stream_resize(((struct xen_proc *)proc->handle)->xs, width, height, err);
 	if (ep && handle_kind(ep) == PROC_ATTACH) {
 		struct vgpu_attach_msg msg = { .type = VGPU_ATTACH_RESIZE, .a = width, .b = height };
 		int r = vgpu_attach_send(((struct attach_proc *)proc->handle)->ctl, &msg, NULL, 0);
@@ -319,6 +364,12 @@ static int stream_finish(void *ctx, struct vgpu_stream_proc *proc, bool kill_it,
 	(void)ctx;
 	struct exec_proc *ep = proc->handle;
 	proc->handle = NULL;
+	if (ep && handle_kind(ep) == PROC_XEN) {
+		struct xen_proc *xp = (struct xen_proc *)ep;
+		int r = vgpu_xen_stream_finish(xp->xs, kill_it, exit_code, err);
+		free(xp);
+		return r;
+	}
 	if (!ep || handle_kind(ep) == PROC_ATTACH) {
 		/* detach: the session closes our end of the monitor connection and the pipes */
 		free(ep);
@@ -454,6 +505,8 @@ static int stream_attach_start(void *ctx, const struct vgpu_stream_exec_req *req
 	int r = attach_info(m, req->container_id, &tty, &has_stdin, &dir, err);
 	if (r < 0 || (r = attach_validate(req, tty, has_stdin, err)) < 0)
 		return r;
+	if (is_xen_container(m, req->container_id))
+		return xen_start(m, req, true, proc, err);
 	int ctl = attach_connect(req->container_id, dir, err);
 	if (ctl < 0)
 		return ctl;

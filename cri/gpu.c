@@ -31,6 +31,8 @@ struct gpu_pod {
 	char *socket;  /* dir/vgpu.sock */
 	struct vgpu_gpu_request req;
 	bool running;  /* registered with the broker (cleared by stop) */
+	bool xen;      /* a xen pod: channels come from domain `domid` over granted rings */
+	uint32_t domid;
 };
 
 struct vgpu_gpu {
@@ -232,8 +234,26 @@ static struct gpu_pod *find_locked(struct vgpu_gpu *g, const char *sandbox_id)
 	return NULL;
 }
 
+static int pod_add(struct vgpu_gpu *g, const char *sandbox_id, const char *pod_namespace, const char *pod_name,
+		   const char *pod_uid, const struct vgpu_gpu_request *req, int64_t xen_domid, struct vgpu_err *err);
+
 int vgpu_gpu_pod_add(struct vgpu_gpu *g, const char *sandbox_id, const char *pod_namespace, const char *pod_name,
 		     const char *pod_uid, const struct vgpu_gpu_request *req, struct vgpu_err *err)
+{
+	return pod_add(g, sandbox_id, pod_namespace, pod_name, pod_uid, req, -1, err);
+}
+
+int vgpu_gpu_pod_add_xen(struct vgpu_gpu *g, const char *sandbox_id, const char *pod_namespace,
+			 const char *pod_name, const char *pod_uid, const struct vgpu_gpu_request *req, uint32_t domid,
+			 struct vgpu_err *err)
+{
+	if (domid == 0)
+		return vgpu_err_set(err, -EINVAL, "sandbox %s: GPU for a xen pod without a domain", sandbox_id);
+	return pod_add(g, sandbox_id, pod_namespace, pod_name, pod_uid, req, domid, err);
+}
+
+static int pod_add(struct vgpu_gpu *g, const char *sandbox_id, const char *pod_namespace, const char *pod_name,
+		   const char *pod_uid, const struct vgpu_gpu_request *req, int64_t xen_domid, struct vgpu_err *err)
 {
 	if (!g || !g->broker)
 		return vgpu_err_set(err, -ENODEV, "pod asks for a GPU (%s) but %s", VGPU_ANNOTATION_GPU,
@@ -246,7 +266,9 @@ int vgpu_gpu_pod_add(struct vgpu_gpu *g, const char *sandbox_id, const char *pod
 	p->req = *req;
 	p->dir = vgpu_asprintf("%s/%s", g->run_dir, sandbox_id);
 	p->socket = vgpu_asprintf("%s/vgpu.sock", p->dir);
-	int r = vgpu_mkdir_p(p->dir, 0755, err);
+	p->xen = xen_domid >= 0;
+	p->domid = p->xen ? (uint32_t)xen_domid : 0;
+	int r = p->xen ? 0 : vgpu_mkdir_p(p->dir, 0755, err);
 	if (r < 0) {
 		pod_free(p);
 		return vgpu_err_prefix(err, "sandbox %s: GPU socket dir", sandbox_id);
@@ -260,10 +282,12 @@ int vgpu_gpu_pod_add(struct vgpu_gpu *g, const char *sandbox_id, const char *pod
 	struct idm_err ierr = { 0 };
 	char bid[BROKER_ID_LEN + 1];
 	broker_pod_id(sandbox_id, bid);
-	r = broker_pod_add(g->broker, bid, p->socket, req->quota_bytes, req->compute_share, &ierr);
+	r = p->xen ? broker_pod_add_xen(g->broker, bid, p->domid, req->quota_bytes, req->compute_share, &ierr)
+		   : broker_pod_add(g->broker, bid, p->socket, req->quota_bytes, req->compute_share, &ierr);
 	if (r < 0) {
 		pthread_mutex_unlock(&g->lock);
-		rmdir(p->dir);
+		if (!p->xen)
+			rmdir(p->dir);
 		pod_free(p);
 		return vgpu_err_set(err, r, "sandbox %s: broker: %s", sandbox_id, ierr.msg);
 	}
@@ -271,8 +295,13 @@ int vgpu_gpu_pod_add(struct vgpu_gpu *g, const char *sandbox_id, const char *pod
 	p->next = g->pods;
 	g->pods = p;
 	pthread_mutex_unlock(&g->lock);
-	vgpu_log(VGPU_LOG_INFO, "sandbox %s: GPU on %s, quota %llu bytes, compute share %u%%, socket %s", sandbox_id,
-		 g->backend, (unsigned long long)req->quota_bytes, req->compute_share, p->socket);
+	if (xen_domid >= 0)
+		vgpu_log(VGPU_LOG_INFO, "sandbox %s: GPU on %s, quota %llu bytes, compute share %u%%, channels from "
+			 "domain %u over granted rings", sandbox_id, g->backend, (unsigned long long)req->quota_bytes,
+			 req->compute_share, (unsigned)xen_domid);
+	else
+		vgpu_log(VGPU_LOG_INFO, "sandbox %s: GPU on %s, quota %llu bytes, compute share %u%%, socket %s",
+			 sandbox_id, g->backend, (unsigned long long)req->quota_bytes, req->compute_share, p->socket);
 	return 0;
 }
 
@@ -333,13 +362,23 @@ int vgpu_gpu_injection(struct vgpu_gpu *g, const char *sandbox_id, struct vgpu_g
 		return vgpu_err_set(err, -ENOENT, "sandbox %s has no GPU", sandbox_id);
 	pthread_mutex_lock(&g->lock);
 	struct gpu_pod *p = find_locked(g, sandbox_id);
-	if (p) {
+	bool xen = p && p->xen;
+	if (p && !xen) {
 		out->socket_dir = vgpu_strdup(p->dir);
 		out->shim_path = vgpu_strdup(g->shim_path);
 	}
 	pthread_mutex_unlock(&g->lock);
 	if (!p)
 		return vgpu_err_set(err, -ENOENT, "sandbox %s has no GPU", sandbox_id);
+	if (xen) { /* the shim of the guest's initramfs; the transport is granted pages, not a socket */
+		out->xen = true;
+		out->shim_path = vgpu_strdup(VGPU_XEN_GUEST_SHIM);
+		out->env = vgpu_calloc(4, sizeof(char *));
+		out->env[0] = vgpu_strdup("VGPU_TRANSPORT=xen");
+		out->env[1] = vgpu_strdup("LD_LIBRARY_PATH=" VGPU_CONTAINER_SHIM_DIR);
+		out->env[2] = vgpu_strdup("NVIDIA_VISIBLE_DEVICES=void");
+		return 0;
+	}
 	if (access(out->shim_path, R_OK) < 0) {
 		int e = errno;
 		vgpu_gpu_injection_free(out);

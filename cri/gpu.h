@@ -51,13 +51,23 @@ const char *vgpu_gpu_backend(const struct vgpu_gpu *g);
  * backend runs; -EEXIST if the sandbox is already registered. */
 int vgpu_gpu_pod_add(struct vgpu_gpu *g, const char *sandbox_id, const char *pod_namespace, const char *pod_name,
 		     const char *pod_uid, const struct vgpu_gpu_request *req, struct vgpu_err *err);
+/* The same for a pod of the xen handler whose domain is domid: the broker takes channel offers
+ * from that domain's xenstore path (granted rings, idm.h's Xen transport) instead of a socket. */
+int vgpu_gpu_pod_add_xen(struct vgpu_gpu *g, const char *sandbox_id, const char *pod_namespace,
+			 const char *pod_name, const char *pod_uid, const struct vgpu_gpu_request *req, uint32_t domid,
+			 struct vgpu_err *err);
 /* Close the pod's channels and free all its GPU objects (StopPodSandbox); idempotent. */
 int vgpu_gpu_pod_stop(struct vgpu_gpu *g, const char *sandbox_id, struct vgpu_err *err);
 /* Forget the pod and remove its socket directory (RemovePodSandbox); idempotent. */
 int vgpu_gpu_pod_remove(struct vgpu_gpu *g, const char *sandbox_id, struct vgpu_err *err);
 
 /* What a container of a GPU pod gets: bind mounts (host path -> container path, read-only) and env. */
+/* Where the xen guest's initramfs keeps the shim (test/xen/build.sh; docs/deploy-xen.md). */
+#define VGPU_XEN_GUEST_SHIM "/usr/lib/vgpu/libvgpu.so"
+
 struct vgpu_gpu_injection {
+	bool xen;           /* a xen pod: shim_path is a path in the guest, no socket_dir, env selects
+			     * the Xen transport; the container also needs /dev/xen/{evtchn,gntalloc,xenbus} */
 	char *socket_dir;   /* host dir -> VGPU_CONTAINER_SOCKET_DIR */
 	char *shim_path;    /* host libvgpu.so -> VGPU_CONTAINER_SHIM_DIR/libcuda.so.1 (and over the image's libcuda.so.1) */
 	char **env;         /* NULL-terminated "K=V" */

@@ -262,10 +262,12 @@ static void release_resources(struct vgpu_pod_manager *m, const char *id, pid_t 
 			      const char *run_dir, const char *cgroup_parent, bool own_cgroup)
 {
 	kill_infra(infra_pid, infra_start);
-	vgpu_xen_pod_release(m, id); /* xen pods: the domain, found by name (a no-op without Xen) */
+	/* GPU first: a xen pod's granted ring pages are unmapped before its domain goes (a mapped
+	 * page keeps a destroyed domain dying) */
 	struct vgpu_err gpu_err = { 0 };
 	if (vgpu_gpu_pod_remove(m->d->gpu, id, &gpu_err) < 0)
 		vgpu_log(VGPU_LOG_WARN, "sandbox %s: GPU: %s", id, gpu_err.msg);
+	vgpu_xen_pod_release(m, id); /* xen pods: the domain, found by name (a no-op without Xen) */
 	struct vgpu_err net_err = { 0 };
 	if (vgpu_pod_network_teardown(m->d->cfg, id, &net_err) < 0)
 		vgpu_log(VGPU_LOG_WARN, "sandbox %s: network teardown: %s", id, net_err.msg);
@@ -364,8 +366,19 @@ static int setup_sandbox(struct vgpu_pod_manager *m, struct vgpu_sandbox *s, str
 	}
 	if (r == 0 && cfg->log_directory && *cfg->log_directory)
 		r = vgpu_mkdir_p(cfg->log_directory, 0755, err);
-	if (s->xen_domain) /* the pod is a domU: no infra process, no namespaces on this host */
-		return r == 0 ? vgpu_xen_pod_start(m, s, err) : r;
+	if (s->xen_domain) { /* the pod is a domU: no infra process, no namespaces on this host */
+		if (r == 0)
+			r = vgpu_xen_pod_start(m, s, err);
+		/* GPU: channel offers from that domain over granted rings (idm.h, Xen transport) */
+		if (r == 0 && s->gpu.enabled) {
+			pthread_mutex_lock(&m->lock);
+			uint32_t domid = s->xen_domid;
+			pthread_mutex_unlock(&m->lock);
+			r = vgpu_gpu_pod_add_xen(m->d->gpu, s->id, cfg->metadata->namespace_, cfg->metadata->name,
+						 cfg->metadata->uid, &s->gpu, domid, err);
+		}
+		return r;
+	}
 	if (r == 0)
 		r = start_infra(m, s, hn, err);
 	/* CNI (cni_pod.h): pin the infra process's netns and ADD; DEL in stop_sandbox/release_resources.
@@ -413,9 +426,6 @@ int vgpu_rpc_run_pod_sandbox(struct vgpu_daemon *d, const ProtobufCMessage *req_
 	struct vgpu_gpu_request gpu;
 	if ((r = parse_gpu_request(h, req->config, &gpu, err)) < 0)
 		return r;
-	if (xen && gpu.enabled)
-		return vgpu_err_set(err, -EOPNOTSUPP, "pod %s/%s: GPU pods on the xen handler are not implemented yet",
-				    req->config->metadata->namespace_, req->config->metadata->name);
 	struct vgpu_sandbox *s = vgpu_sandbox_alloc();
 	vgpu_new_id(s->id);
 	s->gpu = gpu;
@@ -521,6 +531,9 @@ static int stop_sandbox(struct vgpu_pod_manager *m, struct vgpu_sandbox *s, stru
 	pthread_mutex_lock(&m->lock);
 	bool was_ready = s->state != RUNTIME__V1__POD_SANDBOX_STATE__SANDBOX_NOTREADY;
 	pthread_mutex_unlock(&m->lock);
+	/* a xen pod's GPU channels map pages of its domain: closed before the domain is destroyed */
+	if (s->xen_domain && s->gpu.enabled && (r = vgpu_gpu_pod_stop(m->d->gpu, s->id, err)) < 0)
+		return r;
 	if (s->xen_domain && (r = vgpu_xen_pod_stop(m, s, err)) < 0) /* NOTREADY from its start */
 		return r;
 	/* Close the pod's broker channels and free its GPU objects (idempotent); the socket's

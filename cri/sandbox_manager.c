@@ -127,8 +127,16 @@ static void recover_gpu(struct vgpu_pod_manager *m, struct vgpu_sandbox *s)
 		return;
 	const Runtime__V1__PodSandboxMetadata *md = s->config->metadata;
 	struct vgpu_err err = { 0 };
-	if (vgpu_gpu_pod_add(m->d->gpu, s->id, md->namespace_, md->name, md->uid, &s->gpu, &err) < 0)
+	pthread_mutex_lock(&m->lock);
+	uint32_t domid = s->xen_domid; /* xen pods: reattached by vgpu_xen_pod_recover */
+	pthread_mutex_unlock(&m->lock);
+	int r = s->xen_domain ? vgpu_gpu_pod_add_xen(m->d->gpu, s->id, md->namespace_, md->name, md->uid, &s->gpu,
+						     domid, &err)
+			      : vgpu_gpu_pod_add(m->d->gpu, s->id, md->namespace_, md->name, md->uid, &s->gpu, &err);
+	if (r < 0)
 		vgpu_log(VGPU_LOG_ERROR, "sandbox %s: GPU pod not recovered: %s", s->id, err.msg);
+	else if (s->xen_domain)
+		vgpu_log(VGPU_LOG_INFO, "sandbox %s: GPU pod recovered: channel offers of domain %u", s->id, domid);
 	else
 		vgpu_log(VGPU_LOG_INFO, "sandbox %s: GPU pod recovered on a fresh broker socket", s->id);
 }

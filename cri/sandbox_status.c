@@ -61,6 +61,11 @@ static char *verbose_info(struct vgpu_sandbox *s)
 		json_object_object_add(x, "domid", json_object_new_int64(s->xen_domid));
 		_cleanup_free_ char *console = vgpu_asprintf("%s/console.log", s->dir);
 		json_object_object_add(x, "consoleLog", json_object_new_string(console));
+		if (s->xen_vif_mac) { /* the pod network: the vif joined to eth0 in the pod's netns */
+			_cleanup_free_ char *vif = vgpu_asprintf("vif%u.0", s->xen_domid);
+			json_object_object_add(x, "vif", json_object_new_string(vif));
+			json_object_object_add(x, "vifMac", json_object_new_string(s->xen_vif_mac));
+		}
 		json_object_object_add(o, "xen", x);
 	}
 	if (s->xen_domain) { /* a domU: no infra process, shm or namespaces on this host */

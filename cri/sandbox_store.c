@@ -198,6 +198,7 @@ static void sandbox_free(struct vgpu_sandbox *s)
 		protobuf_c_message_free_unpacked(&s->config->base, NULL);
 	free(s->handler);
 	free(s->xen_domain);
+	free(s->xen_vif_mac);
 	free(s->dir);
 	free(s->run_dir);
 	free(s->shm_path);
@@ -464,6 +465,8 @@ int vgpu_sandbox_save(struct vgpu_pod_manager *m, struct vgpu_sandbox *s, struct
 	ADD_INT(o, "infra_start", s->infra_start);
 	if (s->xen_domain)
 		ADD_INT(o, "xen_domid", s->xen_domid);
+	if (s->xen_vif_mac)
+		ADD_STR(o, "xen_vif_mac", s->xen_vif_mac);
 	pthread_mutex_unlock(&m->lock);
 	int r = save_json(s->dir, o, !creating, err);
 	json_object_put(o);
@@ -559,6 +562,7 @@ struct vgpu_sandbox *vgpu_sandbox_load(struct vgpu_pod_manager *m, const char *i
 	s->share_pid = j_bool(o, "share_pid");
 	s->xen_domain = dup_or_null(j_str(o, "xen_domain"));
 	s->xen_domid = (uint32_t)j_int(o, "xen_domid");
+	s->xen_vif_mac = dup_or_null(j_str(o, "xen_vif_mac"));
 	json_object *g;
 	if (json_object_object_get_ex(o, "gpu", &g) && json_object_is_type(g, json_type_object)) {
 		s->gpu.enabled = true;

@@ -58,6 +58,7 @@ struct vgpu_sandbox {
 	pid_t infra_pid;
 	unsigned long long infra_start;
 	uint32_t xen_domid;               /* xen handler: 0 while the pod has no domain */
+	char *xen_vif_mac;                /* xen handler: the pod network's vif (its guest MAC), NULL: none */
 };
 
 struct vgpu_container {

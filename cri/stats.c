@@ -1,16 +1,21 @@
 /* Container and pod stats from cgroups (v1: cpuacct + memory hierarchies; v2: the unified one) and
  * the writable layer's disk use. CPU nanocores come from the previous sample of the same container
- * (kubelet polls), so the first call reports cumulative usage only. */
+ * (kubelet polls), so the first call reports cumulative usage only. Containers of xen pods run in
+ * their pod's guest: their cgroup counters come from the agent (CTR_STATS), fetched before mgr->lock
+ * is taken, so a slow guest never holds up other calls. */
 #include <errno.h>
 #include <ftw.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "agent/agent_proto.h"
 #include "daemon.h"
+#include "log.h"
 #include "sandbox.h"
 #include "sandbox_store.h"
 #include "util.h"
+#include "xen_container.h"
 
 struct cg_sample {
 	bool have_cpu, have_mem;
@@ -90,6 +95,82 @@ static void sample_cgroup(bool v2, const char *rel, struct cg_sample *s)
 		}
 	}
 	s->working_set = s->mem_usage > inactive ? s->mem_usage - inactive : 0;
+}
+
+/* ---- xen containers: samples from the guests, fetched outside mgr->lock ---- */
+
+struct xen_samples {
+	struct vgpu_container **c;      /* referenced */
+	struct cg_sample *s;
+	size_t n;
+};
+
+static void sample_from_agent(const struct agent_ctr_stats *a, struct cg_sample *s)
+{
+	memset(s, 0, sizeof(*s));
+	s->have_cpu = a->flags & AGENT_STATS_CPU;
+	s->have_mem = a->flags & AGENT_STATS_MEM;
+	s->cpu_ns = a->cpu_usage_usec * 1000;
+	s->mem_usage = a->memory_current;
+	s->working_set = a->memory_current > a->inactive_file ? a->memory_current - a->inactive_file : 0;
+	s->rss = a->anon;
+	s->limit = a->memory_max;
+	s->pgfault = a->pgfault;
+	s->pgmajfault = a->pgmajfault;
+}
+
+/* Running xen containers that match (one id, or one pod's, or all when both are NULL). For a
+ * single container (id), an agent error other than "pod not ready" is the call's error. */
+static int xen_samples_fetch(struct vgpu_pod_manager *m, const char *id, const char *sandbox_id,
+			     struct xen_samples *xs, struct vgpu_err *err)
+{
+	memset(xs, 0, sizeof(*xs));
+	pthread_mutex_lock(&m->lock);
+	size_t n = 0;
+	for (struct vgpu_container *c = m->containers; c; c = c->next)
+		n++;
+	xs->c = vgpu_calloc(n + 1, sizeof(*xs->c));
+	xs->s = vgpu_calloc(n + 1, sizeof(*xs->s));
+	for (struct vgpu_container *c = m->containers; c; c = c->next) {
+		if (!c->xen || c->phase != VGPU_PHASE_LIVE || c->state != RUNTIME__V1__CONTAINER_STATE__CONTAINER_RUNNING ||
+		    (id && strcmp(c->id, id) != 0) || (sandbox_id && strcmp(c->sandbox_id, sandbox_id) != 0))
+			continue;
+		c->refs++;
+		xs->c[xs->n++] = c;
+	}
+	pthread_mutex_unlock(&m->lock);
+	int r = 0;
+	for (size_t i = 0; i < xs->n; i++) {
+		struct agent_ctr_stats a;
+		struct vgpu_err aerr = { 0 };
+		int ar = vgpu_xen_container_stats(m, xs->c[i], &a, &aerr);
+		if (ar == 0) {
+			sample_from_agent(&a, &xs->s[i]);
+		} else if (ar != -ENOTCONN && ar != -ENOENT) {
+			vgpu_log(VGPU_LOG_DEBUG, "stats: %s", aerr.msg);
+			if (id && r == 0)
+				r = vgpu_err_set(err, ar, "%s", aerr.msg);
+		}
+	}
+	return r;
+}
+
+static const struct cg_sample *xen_sample_of(const struct xen_samples *xs, const struct vgpu_container *c)
+{
+	static const struct cg_sample none;
+	for (size_t i = 0; xs && i < xs->n; i++)
+		if (xs->c[i] == c)
+			return &xs->s[i];
+	return &none; /* not running: no cgroup in the guest */
+}
+
+static void xen_samples_free(struct vgpu_pod_manager *m, struct xen_samples *xs)
+{
+	for (size_t i = 0; i < xs->n; i++)
+		vgpu_container_put(m, xs->c[i]);
+	free(xs->c);
+	free(xs->s);
+	memset(xs, 0, sizeof(*xs));
 }
 
 bool vgpu_cgroup_oom_killed(bool v2, const char *rel)
@@ -209,11 +290,14 @@ static void du_jobs_run(struct vgpu_pod_manager *m, struct du_jobs *jobs)
 /* mgr->lock held (for the sample fields); reads small cgroup files only; the writable layer is
  * queued on jobs. */
 static Runtime__V1__ContainerStats *container_stats_locked(struct vgpu_pod_manager *m, struct vgpu_container *c,
-							   struct du_jobs *jobs)
+							   struct du_jobs *jobs, const struct xen_samples *xs)
 {
 	long long ts = vgpu_wall_ns();
 	struct cg_sample s;
-	sample_cgroup(m->cgroup_v2, c->cgroups_path, &s);
+	if (c->xen)
+		s = *xen_sample_of(xs, c);
+	else
+		sample_cgroup(m->cgroup_v2, c->cgroups_path, &s);
 	Runtime__V1__ContainerStats *st = vgpu_calloc(1, sizeof(*st));
 	runtime__v1__container_stats__init(st);
 	st->attributes = container_attrs(c);
@@ -239,13 +323,20 @@ int vgpu_rpc_container_stats(struct vgpu_daemon *d, const ProtobufCMessage *req_
 	int r = vgpu_container_get(m, req->container_id, &c, err);
 	if (r < 0)
 		return r;
+	struct xen_samples xs = { 0 };
+	if (c->xen && (r = xen_samples_fetch(m, c->id, NULL, &xs, err)) < 0) {
+		xen_samples_free(m, &xs);
+		vgpu_container_put(m, c);
+		return r;
+	}
 	Runtime__V1__ContainerStatsResponse *out = vgpu_calloc(1, sizeof(*out));
 	runtime__v1__container_stats_response__init(out);
 	struct du_jobs jobs = { 0 };
 	pthread_mutex_lock(&m->lock);
-	out->stats = container_stats_locked(m, c, &jobs);
+	out->stats = container_stats_locked(m, c, &jobs, &xs);
 	pthread_mutex_unlock(&m->lock);
 	du_jobs_run(m, &jobs);
+	xen_samples_free(m, &xs);
 	vgpu_container_put(m, c);
 	*resp = &out->base;
 	return 0;
@@ -265,6 +356,8 @@ int vgpu_rpc_list_container_stats(struct vgpu_daemon *d, const ProtobufCMessage 
 	(void)err;
 	const Runtime__V1__ListContainerStatsRequest *req = (const Runtime__V1__ListContainerStatsRequest *)req_msg;
 	struct vgpu_pod_manager *m = vgpu_pods(d);
+	struct xen_samples xs;
+	(void)xen_samples_fetch(m, NULL, NULL, &xs, NULL);
 	Runtime__V1__ListContainerStatsResponse *out = vgpu_calloc(1, sizeof(*out));
 	runtime__v1__list_container_stats_response__init(out);
 	pthread_mutex_lock(&m->lock);
@@ -275,15 +368,16 @@ int vgpu_rpc_list_container_stats(struct vgpu_daemon *d, const ProtobufCMessage 
 	struct du_jobs jobs = { 0 };
 	for (struct vgpu_container *c = m->containers; c; c = c->next)
 		if (stats_match(c, req->filter))
-			out->stats[out->n_stats++] = container_stats_locked(m, c, &jobs);
+			out->stats[out->n_stats++] = container_stats_locked(m, c, &jobs, &xs);
 	pthread_mutex_unlock(&m->lock);
 	du_jobs_run(m, &jobs);
+	xen_samples_free(m, &xs);
 	*resp = &out->base;
 	return 0;
 }
 
 static Runtime__V1__PodSandboxStats *pod_stats_locked(struct vgpu_pod_manager *m, struct vgpu_sandbox *s,
-						      struct du_jobs *jobs)
+						      struct du_jobs *jobs, const struct xen_samples *xs)
 {
 	long long ts = vgpu_wall_ns();
 	Runtime__V1__PodSandboxStats *st = vgpu_calloc(1, sizeof(*st));
@@ -309,7 +403,7 @@ static Runtime__V1__PodSandboxStats *pod_stats_locked(struct vgpu_pod_manager *m
 	for (struct vgpu_container *c = m->containers; c; c = c->next) {
 		if (c->phase != VGPU_PHASE_LIVE || strcmp(c->sandbox_id, s->id) != 0)
 			continue;
-		Runtime__V1__ContainerStats *cs = container_stats_locked(m, c, jobs);
+		Runtime__V1__ContainerStats *cs = container_stats_locked(m, c, jobs, xs);
 		sum.cpu_ns += cs->cpu->usage_core_nano_seconds->value;
 		sum.working_set += cs->memory->working_set_bytes->value;
 		sum.mem_usage += cs->memory->usage_bytes->value;
@@ -317,8 +411,9 @@ static Runtime__V1__PodSandboxStats *pod_stats_locked(struct vgpu_pod_manager *m
 		st->linux->containers[st->linux->n_containers++] = cs;
 	}
 	/* The pod's cgroup holds exited containers' usage too; use it where it can be read. */
-	struct cg_sample pod;
-	sample_cgroup(m->cgroup_v2, s->cgroup_parent, &pod);
+	struct cg_sample pod = { 0 };
+	if (!s->xen_domain) /* a xen pod's containers are in its guest: their sum */
+		sample_cgroup(m->cgroup_v2, s->cgroup_parent, &pod);
 	if (!pod.have_cpu)
 		pod.cpu_ns = sum.cpu_ns;
 	if (!pod.have_mem) {
@@ -340,13 +435,17 @@ int vgpu_rpc_pod_sandbox_stats(struct vgpu_daemon *d, const ProtobufCMessage *re
 	int r = vgpu_sandbox_get(m, req->pod_sandbox_id, &s, err);
 	if (r < 0)
 		return r;
+	struct xen_samples xs = { 0 };
+	if (s->xen_domain)
+		(void)xen_samples_fetch(m, NULL, s->id, &xs, NULL);
 	Runtime__V1__PodSandboxStatsResponse *out = vgpu_calloc(1, sizeof(*out));
 	runtime__v1__pod_sandbox_stats_response__init(out);
 	struct du_jobs jobs = { 0 };
 	pthread_mutex_lock(&m->lock);
-	out->stats = pod_stats_locked(m, s, &jobs);
+	out->stats = pod_stats_locked(m, s, &jobs, &xs);
 	pthread_mutex_unlock(&m->lock);
 	du_jobs_run(m, &jobs);
+	xen_samples_free(m, &xs);
 	vgpu_sandbox_put(m, s);
 	*resp = &out->base;
 	return 0;
@@ -358,6 +457,8 @@ int vgpu_rpc_list_pod_sandbox_stats(struct vgpu_daemon *d, const ProtobufCMessag
 	(void)err;
 	const Runtime__V1__ListPodSandboxStatsRequest *req = (const Runtime__V1__ListPodSandboxStatsRequest *)req_msg;
 	struct vgpu_pod_manager *m = vgpu_pods(d);
+	struct xen_samples xs;
+	(void)xen_samples_fetch(m, NULL, NULL, &xs, NULL);
 	Runtime__V1__ListPodSandboxStatsResponse *out = vgpu_calloc(1, sizeof(*out));
 	runtime__v1__list_pod_sandbox_stats_response__init(out);
 	pthread_mutex_lock(&m->lock);
@@ -375,10 +476,11 @@ int vgpu_rpc_list_pod_sandbox_stats(struct vgpu_daemon *d, const ProtobufCMessag
 		if (f && !vgpu_labels_match((void *const *)s->config->labels, s->config->n_labels,
 					    (void *const *)f->label_selector, f->n_label_selector))
 			continue;
-		out->stats[out->n_stats++] = pod_stats_locked(m, s, &jobs);
+		out->stats[out->n_stats++] = pod_stats_locked(m, s, &jobs, &xs);
 	}
 	pthread_mutex_unlock(&m->lock);
 	du_jobs_run(m, &jobs);
+	xen_samples_free(m, &xs);
 	*resp = &out->base;
 	return 0;
 }

@@ -319,6 +319,8 @@ static const char *ctr_what(uint16_t type)
 	case AGENT_MSG_CTR_LOGS: return "container logs";
 	case AGENT_MSG_CTR_EXEC: return "exec in container";
 	case AGENT_MSG_CTR_REMOVE: return "remove container";
+	case AGENT_MSG_CTR_STATS: return "container stats";
+	case AGENT_MSG_CTR_UPDATE: return "update container resources";
 	default: return "container request";
 	}
 }
@@ -395,4 +397,50 @@ int vgpu_xen_agent_ctr_exec(struct vgpu_xen_agent *a, const char *id, char *cons
 	res->errout = dup_bytes(e, elen);
 	res->err_len = elen;
 	return 0;
+}
+
+int vgpu_xen_agent_ctr_stats(struct vgpu_xen_agent *a, const char *id, struct agent_ctr_stats *st,
+			     long long timeout_ms, struct vgpu_err *err)
+{
+	struct agent_ctr_req req = { .type = AGENT_MSG_CTR_STATS, .id = (char *)id };
+	struct agent_hdr reply;
+	int r = ctr_call(a, &req, AGENT_MSG_CTR_STATS_DATA, timeout_ms, &reply, err);
+	if (r == 0 && agent_ctr_stats_decode(a->payload, reply.len, st) < 0)
+		r = channel_err(a, err, -EPROTO, "container stats reply");
+	return r;
+}
+
+int vgpu_xen_agent_net_config(struct vgpu_xen_agent *a, const struct agent_net_config *nc, long long timeout_ms,
+			      struct vgpu_err *err)
+{
+	struct agent_buf b = { 0 };
+	struct agent_hdr reply;
+	int r = agent_net_config_encode(&b, nc);
+	if (r < 0) {
+		agent_buf_free(&b);
+		return vgpu_err_set(err, r == -EMSGSIZE ? -E2BIG : -EINVAL,
+				    "agent of domain %u: network config does not fit the protocol", a->domid);
+	}
+	r = call(a, AGENT_MSG_NET_CONFIG, &b, AGENT_MSG_OK, timeout_ms, &reply, err, "network config");
+	agent_buf_free(&b);
+	return r;
+}
+
+int vgpu_xen_agent_stream_open(struct vgpu_xen_agent *a, const struct agent_stream_req *req, long long timeout_ms,
+			       char path[AGENT_STREAM_PATH_MAX], struct vgpu_err *err)
+{
+	struct agent_buf b = { 0 };
+	struct agent_hdr reply;
+	const char *what = req->type == AGENT_MSG_CTR_EXEC_STREAM ? "exec stream" : "attach stream";
+	int r = agent_stream_req_encode(&b, req);
+	if (r < 0) {
+		agent_buf_free(&b);
+		return vgpu_err_set(err, r == -EMSGSIZE ? -E2BIG : -EINVAL, "agent of domain %u: %s %s: request does "
+				    "not fit the protocol", a->domid, what, req->id ? req->id : "");
+	}
+	r = call(a, req->type, &b, AGENT_MSG_STREAM_OPENED, timeout_ms, &reply, err, what);
+	agent_buf_free(&b);
+	if (r == 0 && agent_stream_opened_decode(a->payload, reply.len, path) < 0)
+		r = channel_err(a, err, -EPROTO, "stream reply");
+	return r;
 }

@@ -56,4 +56,17 @@ int vgpu_xen_agent_ctr_logs(struct vgpu_xen_agent *a, const char *id, uint64_t o
 int vgpu_xen_agent_ctr_exec(struct vgpu_xen_agent *a, const char *id, char *const *argv, uint32_t timeout_ms,
 			    struct vgpu_xen_exec_result *res, struct vgpu_err *err);
 
+/* CTR_STATS: the container's cgroup counters in the guest. */
+int vgpu_xen_agent_ctr_stats(struct vgpu_xen_agent *a, const char *id, struct agent_ctr_stats *st,
+			     long long timeout_ms, struct vgpu_err *err);
+/* NET_CONFIG: the pod's addresses, routes, MTU on the guest interface with nc->mac (-EINVAL for a
+ * config the protocol refuses, before anything is sent). */
+int vgpu_xen_agent_net_config(struct vgpu_xen_agent *a, const struct agent_net_config *nc, long long timeout_ms,
+			      struct vgpu_err *err);
+
+/* CTR_EXEC_STREAM / CTR_ATTACH_STREAM: the agent starts serving the session on a vchan of its
+ * own; path gets its xenstore path relative to the guest's home (agent_proto.h). */
+int vgpu_xen_agent_stream_open(struct vgpu_xen_agent *a, const struct agent_stream_req *req, long long timeout_ms,
+			       char path[AGENT_STREAM_PATH_MAX], struct vgpu_err *err);
+
 #endif

@@ -22,6 +22,7 @@
 #include "sandbox_store.h"
 #include "util.h"
 #include "xen_domain.h"
+#include "xen_gpu.h"
 #include "xen_sandbox.h"
 
 #define CREATE_TIMEOUT_MS 180000LL   /* agent: wait for the disk, mount, runc create (TCG: slow) */
@@ -231,8 +232,13 @@ static int make_spec(struct vgpu_pod_manager *m, struct vgpu_sandbox *s, struct 
 	};
 	const struct vgpu_handler_config *h = vgpu_config_handler(m->d->cfg, s->handler);
 	in.pids_limit = h ? h->pids_limit : 0;
+	/* GPU pods: the guest's shim as libcuda.so.1 and the Xen transport (xen_gpu.c) */
+	struct vgpu_xen_gpu_inject gpu = { 0 };
+	if (s->gpu.enabled && vgpu_xen_gpu_inject(m->d->gpu, s->id, rootfs, &in, &gpu, err) < 0)
+		return vgpu_err_prefix(err, "container %s", cfg->metadata->name);
 	_cleanup_free_ char *json = NULL;
 	int r = vgpu_oci_spec_generate(&in, &json, err);
+	vgpu_xen_gpu_inject_free(&gpu);
 	if (r < 0)
 		return vgpu_err_prefix(err, "container %s", cfg->metadata->name);
 	/* the bundle in the guest has the rootfs beside config.json */
@@ -242,6 +248,19 @@ static int make_spec(struct vgpu_pod_manager *m, struct vgpu_sandbox *s, struct 
 		return vgpu_err_set(err, -EIO, "container %s: generated spec has no root", c->id);
 	}
 	json_object_object_add(root, "path", json_object_new_string("rootfs"));
+	/* CRI stdin/stdin_once for the agent, which gives such a container a stdin FIFO that attach
+	 * sessions write into (cri/agent/agent_stream.h); ours override any the pod brought */
+	json_object *ann;
+	if (!json_object_object_get_ex(spec, "annotations", &ann) || !json_object_is_type(ann, json_type_object)) {
+		ann = json_object_new_object();
+		json_object_object_add(spec, "annotations", ann);
+	}
+	json_object_object_add(ann, "io.vgpu-cri.stdin", json_object_new_string(cfg->stdin ? "true" : "false"));
+	json_object_object_add(ann, "io.vgpu-cri.stdin-once", json_object_new_string(cfg->stdin_once ? "true" : "false"));
+	if (s->gpu.enabled && (r = vgpu_xen_gpu_spec_devices(spec, err)) < 0) {
+		json_object_put(spec);
+		return vgpu_err_prefix(err, "container %s", cfg->metadata->name);
+	}
 	*json_out = vgpu_strdup(json_object_to_json_string_ext(spec, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE));
 	json_object_put(spec);
 	return 0;
@@ -459,6 +478,51 @@ int vgpu_xen_container_exec(struct vgpu_pod_manager *m, struct vgpu_container *c
 	res->errout = steal_pointer(&x.res.errout);
 	res->err_len = x.res.err_len;
 	return 0;
+}
+
+/* ---- stats and resources ---- */
+
+#define STATS_TIMEOUT_MS 10000LL
+#define UPDATE_TIMEOUT_MS 60000LL
+
+struct stats_arg {
+	const char *id;
+	struct agent_ctr_stats *st;
+};
+
+static int stats_op(struct vgpu_xen_agent *a, void *arg, struct vgpu_err *err)
+{
+	struct stats_arg *x = arg;
+	return vgpu_xen_agent_ctr_stats(a, x->id, x->st, STATS_TIMEOUT_MS, err);
+}
+
+/* agent_request after a look at the pod's domain: a domain that went away behind our back makes
+ * the pod NOTREADY (-ENOTCONN at once) instead of costing the request's timeout on a dead channel. */
+static int checked_request(struct vgpu_pod_manager *m, struct vgpu_container *c, vgpu_xen_agent_op op, void *arg,
+			   struct vgpu_err *err)
+{
+	struct vgpu_sandbox *s;
+	if (vgpu_sandbox_get(m, c->sandbox_id, &s, NULL) == 0) {
+		vgpu_xen_pod_refresh(m, s);
+		vgpu_sandbox_put(m, s);
+	}
+	return agent_request(m, c, op, arg, err);
+}
+
+int vgpu_xen_container_stats(struct vgpu_pod_manager *m, struct vgpu_container *c, struct agent_ctr_stats *st,
+			     struct vgpu_err *err)
+{
+	struct stats_arg x = { .id = c->id, .st = st };
+	memset(st, 0, sizeof(*st));
+	return checked_request(m, c, stats_op, &x, err);
+}
+
+int vgpu_xen_container_update(struct vgpu_pod_manager *m, struct vgpu_container *c, const char *resources_json,
+			      struct vgpu_err *err)
+{
+	struct ctr_arg x = { .req = { .type = AGENT_MSG_CTR_UPDATE, .id = c->id, .spec_json = (char *)resources_json },
+			     .timeout_ms = UPDATE_TIMEOUT_MS };
+	return checked_request(m, c, ctr_op, &x, err);
 }
 
 void vgpu_xen_container_cleanup(struct vgpu_pod_manager *m, struct vgpu_container *c)

@@ -20,6 +20,7 @@ struct vgpu_sandbox;
 struct vgpu_container;
 struct vgpu_image_config;
 struct vgpu_proc_result;
+struct agent_ctr_stats;
 
 /* Per container of a xen pod (c->xen; NULL for runc containers). */
 struct vgpu_xen_ctr {
@@ -46,6 +47,13 @@ void vgpu_xen_container_cleanup(struct vgpu_pod_manager *m, struct vgpu_containe
 /* ExecSync through the agent (runc exec in the guest). */
 int vgpu_xen_container_exec(struct vgpu_pod_manager *m, struct vgpu_container *c, char *const *argv,
 			    long long timeout_ms, struct vgpu_proc_result *res, struct vgpu_err *err);
+/* The container's cgroup counters in the guest (CTR_STATS). -ENOTCONN: its pod is not ready. */
+int vgpu_xen_container_stats(struct vgpu_pod_manager *m, struct vgpu_container *c, struct agent_ctr_stats *st,
+			     struct vgpu_err *err);
+/* UpdateContainerResources: the OCI linux.resources JSON (cgroup v2: the guest's) through
+ * `runc update` in the guest (CTR_UPDATE). */
+int vgpu_xen_container_update(struct vgpu_pod_manager *m, struct vgpu_container *c, const char *resources_json,
+			      struct vgpu_err *err);
 /* Copy new log records and learn the state from the agent; records an exit (mgr->lock not held). */
 void vgpu_xen_container_sync(struct vgpu_pod_manager *m, struct vgpu_container *c);
 /* After a daemon restart: resume the log copy where log_path ends. */

@@ -12,9 +12,11 @@
 #include "log.h"
 #include "util.h"
 #include "xen_domain.h"
+#include "xen_net.h"
 
 #define AGENT_LOCKS 64
 #define EXEC_CONNECT_MS 10000
+#define NET_CONFIG_MS 90000     /* the agent waits for netfront's device and runs `ip` (TCG: slow) */
 
 /* The agent serves one client at a time, so each pod has one long-lived connection, kept in the
  * slot of its domid's stripe; callers hold the slot's lock while they use it (requests of one pod
@@ -145,6 +147,58 @@ static int find_domain(struct vgpu_xen_pods *x, const struct vgpu_sandbox *s, st
 	return vgpu_xen_domain_find(x->xen, s->xen_domain, info, err);
 }
 
+/* NET_CONFIG: the CNI result's addresses and routes, the pod's resolv.conf (written by sandbox.c). */
+static int send_net_config(struct vgpu_sandbox *s, const struct vgpu_xen_pod_net *net, struct vgpu_xen_agent *a,
+			   struct vgpu_err *err)
+{
+	_cleanup_free_ char *path = vgpu_asprintf("%s/resolv.conf", s->dir), *resolv = NULL;
+	if (vgpu_read_file(path, AGENT_MAX_RESOLV_LEN, &resolv, NULL, NULL) < 0)
+		resolv = vgpu_strdup("");
+	struct agent_net_config nc;
+	int r = vgpu_xen_net_agent_config(net, resolv, &nc, err);
+	if (r == 0)
+		r = vgpu_xen_agent_net_config(a, &nc, NET_CONFIG_MS, err);
+	if (r < 0)
+		vgpu_err_prefix(err, "sandbox %s: pod network in the guest", s->id);
+	return r;
+}
+
+/* CNI for the pod's netns in this domain, before the domain: its vif takes eth0's MAC. The caller's
+ * cleanup of a failed RunPodSandbox (release_resources) DELs and removes the netns. */
+static int pod_network_prepare(struct vgpu_pod_manager *m, struct vgpu_sandbox *s, struct vgpu_xen_pod_net *net,
+			       struct vgpu_xen_vif *vif, struct vgpu_xen_domain_spec *spec, struct vgpu_err *err)
+{
+	if (s->host_net) {
+		vgpu_log(VGPU_LOG_WARN, "sandbox %s: a xen pod cannot share the driver domain's network: loopback only",
+			 s->id);
+		return 0;
+	}
+	int r = vgpu_xen_net_setup(m->d->cfg, s->id, s->config, net, err); /* errors name the sandbox */
+	if (r < 0)
+		return r;
+	if (net->enabled) {
+		*vif = (struct vgpu_xen_vif){ .mac = net->mac, .script = VGPU_XEN_VIF_SCRIPT };
+		spec->vifs = vif;
+		spec->n_vifs = 1;
+	}
+	return 0;
+}
+
+/* The pod's network is up in the guest: the vif on record (meta.json, saved by the caller with the
+ * READY pod) and the times in the log. */
+static void pod_network_done(struct vgpu_pod_manager *m, struct vgpu_sandbox *s, const struct vgpu_xen_pod_net *net,
+			     uint32_t domid, long long cni_ns, long long attach_ns, long long configure_ns)
+{
+	pthread_mutex_lock(&m->lock);
+	free(s->xen_vif_mac);
+	s->xen_vif_mac = vgpu_strdup(net->mac);
+	pthread_mutex_unlock(&m->lock);
+	vgpu_log(VGPU_LOG_INFO, "sandbox %s: pod network %s: %s on vif%u.0 (MAC %s, MTU %u) joined to eth0 in %s: "
+		 "netns + CNI ADD %lld ms, vif joined %lld ms after create, guest configured %lld ms after the agent's "
+		 "HELLO", s->id, net->result.network, vgpu_cni_result_primary_ip(&net->result), domid, net->mac, net->mtu,
+		 net->netns, cni_ns / 1000000, attach_ns / 1000000, configure_ns / 1000000);
+}
+
 int vgpu_xen_pod_start(struct vgpu_pod_manager *m, struct vgpu_sandbox *s, struct vgpu_err *err)
 {
 	struct vgpu_xen_pods *x = m->xen;
@@ -163,25 +217,41 @@ int vgpu_xen_pod_start(struct vgpu_pod_manager *m, struct vgpu_sandbox *s, struc
 				  lx->resources->cpu_period);
 	_cleanup_free_ char *console = vgpu_asprintf("%s/console.log", s->dir);
 	spec.console_log = console;
+	struct vgpu_xen_pod_net net = { 0 };
+	struct vgpu_xen_vif vif = { 0 };
+	long long t_cni = vgpu_now_ns();
+	if ((r = pod_network_prepare(m, s, &net, &vif, &spec, err)) < 0)
+		return r;
 	uint32_t domid = 0;
 	long long t0 = vgpu_now_ns();
+	t_cni = t0 - t_cni;
 	if ((r = vgpu_xen_domain_create(x->xen, &spec, &domid, err)) < 0) {
 		vgpu_err_prefix(err, "sandbox %s", s->id);
+		vgpu_xen_net_free(&net);
 		return r;
 	}
-	long long t_created = vgpu_now_ns();
+	long long t_created = vgpu_now_ns(), t_net = 0, t_hello = 0;
 	pthread_mutex_lock(&m->lock);
 	s->xen_domid = domid;
 	pthread_mutex_unlock(&m->lock);
 	r = vgpu_sandbox_save(m, s, err); /* still `creating`: start-up would destroy it by name */
+	if (r == 0 && net.enabled) {
+		r = vgpu_xen_net_attach(&net, domid, err);
+		t_net = vgpu_now_ns();
+		if (r < 0)
+			vgpu_err_prefix(err, "sandbox %s: pod network", s->id);
+	}
 	char version[64] = "";
 	if (r == 0) {
 		struct vgpu_xen_agent *a = NULL;
 		agent_forget(x, domid); /* a connection to an earlier domain of that id */
 		r = agent_acquire(x, domid, h->agent_timeout_s * 1000, &a, version, sizeof(version), err);
-		if (r == 0)
+		t_hello = vgpu_now_ns();
+		if (r == 0) {
+			if (net.enabled)
+				r = send_net_config(s, &net, a, err);
 			agent_release(x, domid); /* kept: the pod's connection from now on */
-		if (r < 0) {
+		} else {
 			/* the pod's own link goes with the pod; xenconsoled's file stays for a post-mortem */
 			_cleanup_free_ char *guest_log = vgpu_xen_consoled_log_path(NULL, s->xen_domain);
 			vgpu_err_prefix(err, "sandbox %s: domain %s (console: %s)", s->id, s->xen_domain, guest_log);
@@ -195,11 +265,15 @@ int vgpu_xen_pod_start(struct vgpu_pod_manager *m, struct vgpu_sandbox *s, struc
 		pthread_mutex_lock(&m->lock);
 		s->xen_domid = 0;
 		pthread_mutex_unlock(&m->lock);
+		vgpu_xen_net_free(&net);
 		return r;
 	}
 	vgpu_log(VGPU_LOG_INFO, "sandbox %s: domain %s domid %u (%llu MiB, %u vcpus) created in %lld ms, agent %s up "
 		 "%lld ms later", s->id, s->xen_domain, domid, spec.memory_mb, spec.vcpus, (t_created - t0) / 1000000,
-		 version, (vgpu_now_ns() - t_created) / 1000000);
+		 version, (t_hello - t_created) / 1000000);
+	if (net.enabled)
+		pod_network_done(m, s, &net, domid, t_cni, t_net - t_created, vgpu_now_ns() - t_hello);
+	vgpu_xen_net_free(&net);
 	return 0;
 }
 

@@ -23,7 +23,9 @@
 #include <libxenvchan.h>
 
 #include "agent_ctr.h"
+#include "agent_net.h"
 #include "agent_proto.h"
+#include "agent_stream.h"
 
 #define AGENT_VERSION "0.2-runc"
 #define AGENT_CHUNK 16384            /* below the 64 KiB ring: libxenvchan_recv wants size <= ring */
@@ -59,7 +61,10 @@ static void setup_pid1(void)
 		int fd = open(path, O_RDONLY | O_CLOEXEC);
 		if (fd < 0)
 			continue; /* built into this kernel, or not needed */
-		if (syscall(SYS_finit_module, fd, "", 0) < 0 && errno != EEXIST)
+		/* GPU channels (idm/ Xen transport) grant 258 pages each: gntalloc's default of 1024
+		 * pages in all would allow 3; 8192 leaves the broker's cap (16 per pod) the limit */
+		const char *params = strcmp(modules[i], "xen-gntalloc") == 0 ? "limit=8192" : "";
+		if (syscall(SYS_finit_module, fd, params, 0) < 0 && errno != EEXIST)
 			say("load %s: %s", modules[i], strerror(errno));
 		close(fd);
 	}
@@ -245,6 +250,19 @@ static int handle_ctr(struct libxenvchan *ch, const struct agent_hdr *hdr, const
 		rc = ctr_exec(ch, hdr->id, &req);
 		agent_ctr_req_free(&req);
 		return rc;
+	case AGENT_MSG_CTR_STATS: {
+		struct agent_ctr_stats st;
+		rc = agent_ctr_stats(&ctr_env, req.id, &st, msg);
+		if (rc == 0) {
+			type = AGENT_MSG_CTR_STATS_DATA;
+			rc = agent_ctr_stats_encode(&reply, &st);
+		}
+		break;
+	}
+	case AGENT_MSG_CTR_UPDATE:
+		rc = agent_ctr_update(&ctr_env, req.id, req.spec_json, msg);
+		say("container %s: update: %s", req.id, rc < 0 ? msg : "ok");
+		break;
 	default:
 		rc = -EOPNOTSUPP;
 		snprintf(msg, sizeof(msg), "unexpected message type");
@@ -257,6 +275,49 @@ static int handle_ctr(struct libxenvchan *ch, const struct agent_hdr *hdr, const
 	rc = send_msg(ch, type, hdr->id, &reply);
 	agent_buf_free(&reply);
 	return rc;
+}
+
+/* CTR_EXEC_STREAM / CTR_ATTACH_STREAM: a child of ours offers the session its own vchan
+ * (agent_stream.c); the reply says where. */
+static int handle_stream(struct libxenvchan *ch, const struct agent_hdr *hdr, const uint8_t *payload)
+{
+	struct agent_stream_req req;
+	struct agent_buf reply = { 0 };
+	char msg[AGENT_CTR_MSG_MAX] = "", path[AGENT_STREAM_PATH_MAX];
+	int rc = agent_stream_req_decode(hdr->type, payload, hdr->len, &req);
+
+	if (rc < 0)
+		return send_error(ch, hdr->id, rc, "malformed stream request");
+	rc = agent_stream_open(&ctr_env, &req, path, msg);
+	say("container %s: %s stream: %s", req.id, req.type == AGENT_MSG_CTR_EXEC_STREAM ? "exec" : "attach",
+	    rc < 0 ? msg : path);
+	agent_stream_req_free(&req);
+	if (rc < 0)
+		return send_error(ch, hdr->id, rc, msg);
+	rc = agent_stream_opened_encode(&reply, path);
+	if (rc == 0)
+		rc = send_msg(ch, AGENT_MSG_STREAM_OPENED, hdr->id, &reply);
+	agent_buf_free(&reply);
+	return rc;
+}
+
+/* NET_CONFIG: the pod's addresses and routes on the interface with the vif's MAC. */
+static int handle_net(struct libxenvchan *ch, uint32_t id, const uint8_t *payload, size_t len)
+{
+	static const struct agent_net_env net_env = { .sys_net = "/sys/class/net", .resolv_conf = "/etc/resolv.conf" };
+	struct agent_net_config nc;
+	char msg[AGENT_NET_MSG_MAX] = "", ifname[AGENT_NET_IFNAME_MAX] = "";
+	int rc = agent_net_config_decode(payload, len, &nc);
+
+	if (rc < 0)
+		return send_error(ch, id, rc, "malformed network config");
+	rc = agent_net_configure(&net_env, &nc, ifname, msg);
+	say("network: %s %s (%u routes) on %s: %s", nc.mac, nc.addrs[0], nc.n_routes, ifname[0] ? ifname : "?",
+	    rc < 0 ? msg : "ok");
+	agent_net_config_free(&nc);
+	if (rc < 0)
+		return send_error(ch, id, rc, msg);
+	return send_msg(ch, AGENT_MSG_OK, id, NULL);
 }
 
 /* Wait for the next message. A daemon that died without closing the channel (a crash) leaves it
@@ -328,7 +389,16 @@ static void serve(struct libxenvchan *ch)
 		case AGENT_MSG_CTR_LOGS:
 		case AGENT_MSG_CTR_EXEC:
 		case AGENT_MSG_CTR_REMOVE:
+		case AGENT_MSG_CTR_STATS:
+		case AGENT_MSG_CTR_UPDATE:
 			rc = handle_ctr(ch, &hdr, payload);
+			break;
+		case AGENT_MSG_NET_CONFIG:
+			rc = handle_net(ch, hdr.id, payload, hdr.len);
+			break;
+		case AGENT_MSG_CTR_EXEC_STREAM:
+		case AGENT_MSG_CTR_ATTACH_STREAM:
+			rc = handle_stream(ch, &hdr, payload);
 			break;
 		case AGENT_MSG_POWEROFF:
 			say("poweroff requested");

@@ -19,6 +19,7 @@
 #include <unistd.h>
 
 #include "agent_log.h"
+#include "agent_stream.h"
 
 #define CREATE_SYNC_MS 120000   /* runc create under TCG takes seconds; bounded all the same */
 #define DEVICE_WAIT_MS 30000    /* the hot-added disk's node appears after blkfront connects */
@@ -285,33 +286,108 @@ struct shepherd {
 	bool runc_done, ctr_done;
 	int ctr_status;
 	double exit_seen;
+	int stdin_wr;                   /* keeps the stdin FIFO open between attaches (-1: none) */
+	bool stdin_once;
 	/* children reaped before we knew the container's pid (it died before runc create returned) */
 	pid_t early_pid[8];
 	int early_status[8];
 	size_t n_early;
 };
 
+/* Does the bundle's config.json carry marker (an exact annotation text, agent_stream.h)? */
+static bool spec_has(const char *dir, const char *marker)
+{
+	char path[600];
+	struct stat st;
+	bool found = false;
+
+	snprintf(path, sizeof(path), "%s/config.json", dir);
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return false;
+	if (fstat(fd, &st) == 0 && st.st_size > 0 && st.st_size <= AGENT_MAX_PAYLOAD) {
+		char *text = calloc(1, (size_t)st.st_size + 1);
+		if (text && read(fd, text, (size_t)st.st_size) == st.st_size)
+			found = strstr(text, marker) != NULL;
+		free(text);
+	}
+	close(fd);
+	return found;
+}
+
+/* A container created with CRI stdin reads a FIFO (<dir>/stdin) that attach sessions write
+ * into; we hold a writer so it sees EOF only once stdin_once says so. Returns the reading end
+ * for the container (or /dev/null's), -errno. */
+static int container_stdin(struct shepherd *sh)
+{
+	char path[600];
+
+	sh->stdin_wr = -1;
+	if (!spec_has(sh->dir, AGENT_STDIN_ANNOTATION))
+		return open("/dev/null", O_RDONLY | O_CLOEXEC);
+	snprintf(path, sizeof(path), "%s/stdin", sh->dir);
+	if (mkfifo(path, 0600) < 0 && errno != EEXIST)
+		return -errno;
+	int rd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
+	if (rd < 0)
+		return -errno;
+	sh->stdin_wr = open(path, O_WRONLY | O_CLOEXEC);
+	if (sh->stdin_wr < 0 || fcntl(rd, F_SETFL, fcntl(rd, F_GETFL) & ~O_NONBLOCK) < 0) {
+		int e = -errno;
+		close(rd);
+		return e;
+	}
+	sh->stdin_once = spec_has(sh->dir, AGENT_STDIN_ONCE_ANNOTATION);
+	if (sh->stdin_once) { /* tells attach sessions (agent_stream.c) */
+		snprintf(path, sizeof(path), "%s/stdin-once", sh->dir);
+		int fd = open(path, O_WRONLY | O_CREAT | O_CLOEXEC, 0600);
+		if (fd >= 0)
+			close(fd);
+	}
+	return rd;
+}
+
+/* stdin_once: the first attach with stdin has ended it; the container reads EOF once no attach
+ * session holds the FIFO any more. */
+static void check_stdin_closed(struct shepherd *sh)
+{
+	char path[600];
+
+	if (sh->stdin_wr < 0 || !sh->stdin_once)
+		return;
+	snprintf(path, sizeof(path), "%s/stdin-closed", sh->dir);
+	if (access(path, F_OK) == 0) {
+		close(sh->stdin_wr);
+		sh->stdin_wr = -1;
+	}
+}
+
 /* Fork `runc create` with the container's stdio on our pipes; -errno. */
 static int spawn_runc_create(const struct agent_ctr_env *env, const char *id, struct shepherd *sh)
 {
 	char pid_file[600], runc_log[600];
 	int po[2], pe[2];
+	int in = container_stdin(sh);
+
+	if (in < 0)
+		return in;
 
 	snprintf(pid_file, sizeof(pid_file), "%s/pid", sh->dir);
 	snprintf(runc_log, sizeof(runc_log), "%s/runc.log", sh->dir);
-	if (pipe2(po, O_CLOEXEC) < 0)
+	if (pipe2(po, O_CLOEXEC) < 0) {
+		close(in);
 		return -errno;
+	}
 	if (pipe2(pe, O_CLOEXEC) < 0) {
 		int e = -errno;
+		close(in);
 		close(po[0]);
 		close(po[1]);
 		return e;
 	}
 	sh->runc_pid = fork();
 	if (sh->runc_pid == 0) {
-		int devnull = open("/dev/null", O_RDONLY);
-		if (devnull >= 0)
-			dup2(devnull, 0);
+		dup2(in, 0);
 		dup2(po[1], 1);
 		dup2(pe[1], 2);
 		execl(env->runc, env->runc, "--root", env->runc_root, "--log", runc_log, "create", "--no-pivot", "--bundle",
@@ -320,6 +396,7 @@ static int spawn_runc_create(const struct agent_ctr_env *env, const char *id, st
 		_exit(127);
 	}
 	int e = sh->runc_pid < 0 ? -errno : 0;
+	close(in);
 	close(po[1]);
 	close(pe[1]);
 	sh->pfd[0] = (struct pollfd){ .fd = po[0], .events = POLLIN };
@@ -425,6 +502,7 @@ static void shepherd(const struct agent_ctr_env *env, const char *id, const char
 			break;
 		pump_output(&sh, n == 0);
 		reap(&sh);
+		check_stdin_closed(&sh);
 		if (sh.ctr_done && ((sh.pfd[0].fd < 0 && sh.pfd[1].fd < 0) ||
 				    mono_s() - sh.exit_seen > EXIT_GRACE_MS / 1000.0))
 			break;
@@ -726,4 +804,80 @@ int agent_ctr_remove(const struct agent_ctr_env *env, const char *id, char *msg)
 	if (rc < 0)
 		return fail(msg, rc, "remove %s: %s", dir, strerror(-rc));
 	return 0;
+}
+
+/* "key N" of a flat-keyed cgroup file (cpu.stat, memory.stat). */
+static int read_key(const char *path, const char *key, uint64_t *out)
+{
+	char text[8192];
+	size_t klen = strlen(key);
+
+	if (read_small(path, text, sizeof(text)) < 0)
+		return -ENOENT;
+	for (char *line = text; line && *line; line = strchr(line, '\n') ? strchr(line, '\n') + 1 : NULL) {
+		if (strncmp(line, key, klen) == 0 && line[klen] == ' ') {
+			*out = strtoull(line + klen + 1, NULL, 10);
+			return 0;
+		}
+	}
+	return -ENOENT;
+}
+
+/* A single number (or "max" = 0) file. */
+static int read_u64(const char *path, uint64_t *out)
+{
+	char text[64];
+
+	if (read_small(path, text, sizeof(text)) < 0)
+		return -ENOENT;
+	if (strncmp(text, "max", 3) == 0) {
+		*out = 0;
+		return 0;
+	}
+	char *end;
+	*out = strtoull(text, &end, 10);
+	return end == text ? -EINVAL : 0;
+}
+
+int agent_ctr_stats(const struct agent_ctr_env *env, const char *id, struct agent_ctr_stats *st, char *msg)
+{
+	char base[512], path[600];
+	int rc = ctr_exists(env, id, msg);
+
+	memset(st, 0, sizeof(*st));
+	if (rc < 0)
+		return rc;
+	snprintf(base, sizeof(base), "%s/vgpu/%s", env->cgroup_root ? env->cgroup_root : "/sys/fs/cgroup", id);
+	snprintf(path, sizeof(path), "%s/cpu.stat", base);
+	if (read_key(path, "usage_usec", &st->cpu_usage_usec) == 0)
+		st->flags |= AGENT_STATS_CPU;
+	snprintf(path, sizeof(path), "%s/memory.current", base);
+	if (read_u64(path, &st->memory_current) == 0) {
+		st->flags |= AGENT_STATS_MEM;
+		snprintf(path, sizeof(path), "%s/memory.max", base);
+		(void)read_u64(path, &st->memory_max);
+		snprintf(path, sizeof(path), "%s/memory.stat", base);
+		(void)read_key(path, "inactive_file", &st->inactive_file);
+		(void)read_key(path, "anon", &st->anon);
+		(void)read_key(path, "pgfault", &st->pgfault);
+		(void)read_key(path, "pgmajfault", &st->pgmajfault);
+	}
+	return 0;
+}
+
+int agent_ctr_update(const struct agent_ctr_env *env, const char *id, const char *resources_json, char *msg)
+{
+	char path[600];
+	int rc = ctr_exists(env, id, msg);
+
+	if (rc < 0)
+		return rc;
+	if (exited(env, id))
+		return fail(msg, -EBUSY, "container %s has exited", id);
+	path_of(path, sizeof(path), env, id, "resources.json");
+	rc = write_small(path, resources_json);
+	if (rc < 0)
+		return fail(msg, rc, "write %s: %s", path, strerror(-rc));
+	char *args[] = { "update", "--resources", path, (char *)id, NULL };
+	return runc(env, msg, 60000, args);
 }

@@ -28,6 +28,7 @@ struct agent_ctr_env {
 	const char *root;    /* AGENT_CTR_ROOT; tests point it elsewhere */
 	const char *runc;    /* runc binary */
 	const char *runc_root;
+	const char *cgroup_root;  /* the guest's cgroup2 mount; NULL: /sys/fs/cgroup */
 };
 
 int agent_ctr_create(const struct agent_ctr_env *env, const struct agent_ctr_req *req, char *msg);
@@ -39,6 +40,12 @@ int agent_ctr_status(const struct agent_ctr_env *env, const char *id, struct age
 int agent_ctr_logs(const struct agent_ctr_env *env, const char *id, uint64_t offset, uint32_t max_bytes,
 		   struct agent_buf *out, uint64_t *next_offset, uint32_t *eof, char *msg);
 int agent_ctr_remove(const struct agent_ctr_env *env, const char *id, char *msg);
+/* The container's cgroup (cgroup2, <cgroup_root>/vgpu/<id>: the daemon's cgroupsPath): cpu.stat,
+ * memory.current, memory.max, memory.stat. A cgroup that is not there (not started, exited) gives
+ * flags 0, not an error. */
+int agent_ctr_stats(const struct agent_ctr_env *env, const char *id, struct agent_ctr_stats *st, char *msg);
+/* `runc update --resources <bundle>/resources.json` with resources_json (OCI linux.resources). */
+int agent_ctr_update(const struct agent_ctr_env *env, const char *id, const char *resources_json, char *msg);
 
 /* Parse an exit file's text; -EINVAL for anything else (pure, unit-tested). */
 int agent_ctr_parse_exit(const char *text, int32_t *code, uint64_t *finished_ns);

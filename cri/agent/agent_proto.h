@@ -23,8 +23,18 @@
  *   CTR_LOGS     + u64 offset, u32 max_bytes (1..AGENT_MAX_LOG_CHUNK): the container's CRI log records
  *   CTR_EXEC     + the EXEC layout (u32 timeout_ms, u32 argc, argv): run in the container (ExecSync)
  *   CTR_REMOVE   -   (kill if still running, runc delete, unmount the rootfs: the disk may go)
+ *   CTR_STATS    -   (the container's cgroup in the guest: /sys/fs/cgroup/vgpu/<id>)
+ *   CTR_UPDATE   + str resources_json (OCI linux.resources, cgroup v2): `runc update --resources`
  * Replies: OK (empty) to CREATE, START, STOP and REMOVE; CTR_STATE to STATUS; CTR_LOG_DATA to LOGS;
- * EXEC_RESULT to CTR_EXEC; ERROR to any of them.
+ * EXEC_RESULT to CTR_EXEC; CTR_STATS_DATA to CTR_STATS; OK to CTR_UPDATE; ERROR to any of them.
+ *   CTR_STATS_DATA u32 flags (1: cpu read, 2: memory read), u64 cpu_usage_usec, u64 memory_current,
+ *                u64 memory_max (0: no limit), u64 inactive_file, u64 anon, u64 pgfault, u64 pgmajfault
+ * The pod network (the daemon ran CNI for the pod's netns in the driver domain and joined the vif to
+ * it; the guest's interface gets what CNI gave the pod):
+ *   NET_CONFIG   str mac ("xx:xx:xx:xx:xx:xx": finds the guest interface), u32 mtu (0: leave),
+ *                u32 n_addrs (1..AGENT_MAX_NET_ITEMS), n x str cidr ("10.88.0.5/24", "fd00::5/64"),
+ *                u32 n_routes (0..AGENT_MAX_NET_ITEMS), n x (str dst cidr, str gateway or ""),
+ *                str resolv_conf (written to the guest's /etc/resolv.conf when not empty). Reply OK.
  *   CTR_STATE    u32 state (AGENT_CTR_*), i32 pid, i32 exit_code, u64 started_ns, u64 finished_ns
  *   CTR_LOG_DATA u64 next_offset, u32 eof (1: exited and everything read), str data
  * u64: two u32, low word first.
@@ -43,6 +53,9 @@
 #define AGENT_VCHAN_PATH "data/vgpu-agent" /* relative to the guest's /local/domain/<id> */
 #define AGENT_MAX_ID_LEN 128u
 #define AGENT_MAX_LOG_CHUNK (512u << 10)
+#define AGENT_MAX_NET_ITEMS 16u
+#define AGENT_MAX_ADDR_LEN 64u      /* "ffff:...:ffff/128" with room to spare */
+#define AGENT_MAX_RESOLV_LEN 4096u
 
 enum agent_msg_type {
 	AGENT_MSG_HELLO = 1,
@@ -62,7 +75,12 @@ enum agent_msg_type {
 	AGENT_MSG_CTR_LOG_DATA = 15,
 	AGENT_MSG_CTR_EXEC = 16,
 	AGENT_MSG_CTR_REMOVE = 17,
-	AGENT_MSG_LAST = AGENT_MSG_CTR_REMOVE,
+	/* the pod network and container stats/resources (issue 8's networking part) */
+	AGENT_MSG_NET_CONFIG = 18,
+	AGENT_MSG_CTR_STATS = 19,
+	AGENT_MSG_CTR_STATS_DATA = 20,
+	AGENT_MSG_CTR_UPDATE = 21,
+	AGENT_MSG_LAST = AGENT_MSG_CTR_UPDATE,
 };
 
 enum agent_ctr_state_code {
@@ -127,7 +145,7 @@ int agent_get_u64(struct agent_reader *r, uint64_t *v);
 struct agent_ctr_req {
 	uint16_t type;
 	char *id;
-	char *rootfs_dev, *spec_json;  /* CREATE */
+	char *rootfs_dev, *spec_json;  /* CREATE; spec_json: the resources JSON for UPDATE */
 	uint32_t signal;               /* STOP */
 	uint32_t timeout_ms;           /* STOP, EXEC */
 	uint64_t offset;               /* LOGS */
@@ -158,5 +176,109 @@ struct agent_ctr_log_data {
 };
 int agent_ctr_log_data_encode(struct agent_buf *b, const struct agent_ctr_log_data *d);
 int agent_ctr_log_data_decode(const uint8_t *payload, size_t len, struct agent_ctr_log_data *out);
+
+/* CTR_STATS_DATA */
+#define AGENT_STATS_CPU 1u
+#define AGENT_STATS_MEM 2u
+struct agent_ctr_stats {
+	uint32_t flags;  /* AGENT_STATS_* */
+	uint64_t cpu_usage_usec, memory_current, memory_max, inactive_file, anon, pgfault, pgmajfault;
+};
+int agent_ctr_stats_encode(struct agent_buf *b, const struct agent_ctr_stats *st);
+int agent_ctr_stats_decode(const uint8_t *payload, size_t len, struct agent_ctr_stats *out);
+
+/* NET_CONFIG. Decoded strings are malloc'd, NUL-terminated and owned by the struct
+ * (agent_net_config_free); for encoding they are borrowed. Addresses and routes are checked to be
+ * plain IPv4/IPv6 text (digits, hex, '.', ':', one '/prefix'), so the agent may hand them to `ip`. */
+struct agent_net_route {
+	char *dst;  /* cidr */
+	char *gw;   /* address or "" (a link route) */
+};
+struct agent_net_config {
+	char *mac;
+	uint32_t mtu;
+	char *addrs[AGENT_MAX_NET_ITEMS];
+	uint32_t n_addrs;
+	struct agent_net_route routes[AGENT_MAX_NET_ITEMS];
+	uint32_t n_routes;
+	char *resolv_conf;
+};
+/* -EINVAL for a config that breaks the rules above. */
+int agent_net_config_encode(struct agent_buf *b, const struct agent_net_config *nc);
+/* -EPROTO for anything malformed; *out is zeroed on error. */
+int agent_net_config_decode(const uint8_t *payload, size_t len, struct agent_net_config *out);
+void agent_net_config_free(struct agent_net_config *nc);
+/* Pure checks, exported for the daemon and tests: an address ("10.0.0.1", "fd00::1"), a cidr
+ * (address + "/N", N within the family's bits), a MAC "xx:xx:xx:xx:xx:xx". */
+int agent_net_addr_ok(const char *s, int want_prefix);
+int agent_net_mac_ok(const char *s);
+
+/* ---- Interactive streams (Exec/Attach of the CRI streaming server; agent_stream.c) ----
+ * Op numbers from 32 up (18-31 belong to the network/stats work). On the control channel:
+ *   CTR_EXEC_STREAM   str container_id, u32 flags (AGENT_STREAM_*), u32 argc (1..AGENT_MAX_ARGS),
+ *                     argc x str (no NUL)
+ *   CTR_ATTACH_STREAM str container_id, u32 flags (no AGENT_STREAM_TTY: containers of xen pods
+ *                     have no terminal)
+ *   STREAM_OPENED     reply to both: str path ("data/vgpu-stream-<n>", relative to the guest's
+ *                     /local/domain/<id>): a fresh vchan the agent serves for this one stream (a
+ *                     child of the agent); the process starts once the daemon has connected.
+ * On a stream's own vchan, the same 16-byte header (id 0), payload <= AGENT_STREAM_MAX_DATA:
+ *   daemon -> agent: STREAM_STDIN data (1..max), STREAM_STDIN_CLOSE -, STREAM_RESIZE u32 width,
+ *                    u32 height (1..65535), STREAM_KILL - (kill the process and end), KEEPALIVE -
+ *   agent -> daemon: STREAM_STDOUT / STREAM_STDERR data (1..max), STREAM_EXIT i32 exit code (128+N
+ *                    for signal N; attach: 0, the container exited), KEEPALIVE -
+ * Either side sends KEEPALIVE after 2 s without sending anything; a side silent for
+ * AGENT_STREAM_SILENCE_MS is taken as gone. Anything else on a stream vchan ends that stream. */
+#define AGENT_STREAM_MAX_DATA 16384u
+#define AGENT_STREAM_PATH_PREFIX "data/vgpu-stream-"
+#define AGENT_STREAM_PATH_MAX 48u
+#define AGENT_STREAM_KEEPALIVE_MS 2000
+#define AGENT_STREAM_SILENCE_MS 15000
+#define AGENT_STREAM_STDIN 1u
+#define AGENT_STREAM_STDOUT 2u
+#define AGENT_STREAM_STDERR 4u
+#define AGENT_STREAM_TTY 8u
+
+enum agent_stream_msg_type {
+	AGENT_MSG_STREAM_FIRST = 32,
+	AGENT_MSG_CTR_EXEC_STREAM = 32,
+	AGENT_MSG_CTR_ATTACH_STREAM = 33,
+	AGENT_MSG_STREAM_OPENED = 34,
+	AGENT_MSG_STREAM_STDIN = 35,
+	AGENT_MSG_STREAM_STDIN_CLOSE = 36,
+	AGENT_MSG_STREAM_STDOUT = 37,
+	AGENT_MSG_STREAM_STDERR = 38,
+	AGENT_MSG_STREAM_RESIZE = 39,
+	AGENT_MSG_STREAM_EXIT = 40,
+	AGENT_MSG_STREAM_KILL = 41,
+	AGENT_MSG_STREAM_KEEPALIVE = 42,
+	AGENT_MSG_STREAM_LAST = 42,
+};
+
+/* CTR_EXEC_STREAM / CTR_ATTACH_STREAM. Decoded strings are malloc'd and owned by the struct
+ * (agent_stream_req_free); for encoding they are borrowed. */
+struct agent_stream_req {
+	uint16_t type;
+	char *id;
+	uint32_t flags;  /* AGENT_STREAM_*; at least one of STDIN/STDOUT/STDERR; TTY excludes STDERR */
+	char **argv;     /* exec only, NULL-terminated */
+};
+/* -EINVAL for a request that breaks the rules above. */
+int agent_stream_req_encode(struct agent_buf *b, const struct agent_stream_req *req);
+/* -EPROTO for anything malformed; *out is zeroed on error. */
+int agent_stream_req_decode(uint16_t type, const uint8_t *payload, size_t len, struct agent_stream_req *out);
+void agent_stream_req_free(struct agent_stream_req *req);
+/* STREAM_OPENED: path must be AGENT_STREAM_PATH_PREFIX + 1..10 digits. decode copies it into
+ * path (NUL-terminated, AGENT_STREAM_PATH_MAX bytes). */
+int agent_stream_opened_encode(struct agent_buf *b, const char *path);
+int agent_stream_opened_decode(const uint8_t *payload, size_t len, char path[AGENT_STREAM_PATH_MAX]);
+/* Is hdr a frame that may come on a stream vchan from the guest (from_guest) or from the daemon?
+ * Checks the type's direction and its payload length; 0 or -EPROTO. */
+int agent_stream_frame_check(const struct agent_hdr *hdr, int from_guest);
+/* The fixed payloads of RESIZE and EXIT (buf: 8 and 4 bytes). */
+void agent_stream_resize_encode(uint8_t buf[8], uint32_t width, uint32_t height);
+int agent_stream_resize_decode(const uint8_t *payload, size_t len, uint32_t *width, uint32_t *height);
+void agent_stream_exit_encode(uint8_t buf[4], int32_t code);
+int agent_stream_exit_decode(const uint8_t *payload, size_t len, int32_t *code);
 
 #endif

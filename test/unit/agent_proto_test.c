@@ -1,6 +1,7 @@
 /* The daemon <-> vgpu-agent wire protocol (cri/agent/agent_proto.c): headers and EXEC payloads
  * round-trip; every malformed input (bad magic, oversize lengths, truncation, lengths that run
- * past the payload, NUL inside strings) is refused, never read past. */
+ * past the payload, NUL inside strings) is refused, never read past. Also the stats, resources
+ * update and pod network messages (NET_CONFIG: only plain addresses ever reach the guest's `ip`). */
 #include <check.h>
 #include <errno.h>
 #include <stdlib.h>
@@ -306,6 +307,319 @@ START_TEST(container_replies_round_trip)
 }
 END_TEST
 
+START_TEST(stats_and_update_round_trip)
+{
+	struct agent_buf b = { 0 };
+	struct agent_ctr_req req = { .type = AGENT_MSG_CTR_STATS, .id = "c1" }, got;
+
+	ctr_round_trip(&req, &got);
+	ck_assert_str_eq(got.id, "c1");
+	agent_ctr_req_free(&got);
+	req = (struct agent_ctr_req){ .type = AGENT_MSG_CTR_UPDATE, .id = "c1", .spec_json = "{\"memory\":{\"limit\":67108864}}" };
+	ctr_round_trip(&req, &got);
+	ck_assert_str_eq(got.spec_json, req.spec_json);
+	agent_ctr_req_free(&got);
+	/* UPDATE without resources */
+	req.spec_json = "";
+	ck_assert_int_eq(agent_ctr_req_encode(&b, &req), -EINVAL);
+	agent_buf_free(&b);
+	ck_assert_int_eq(agent_put_str(&b, "c1", 2) || agent_put_str(&b, "", 0), 0);
+	ck_assert_int_eq(agent_ctr_req_decode(AGENT_MSG_CTR_UPDATE, b.data, b.len, &got), -EPROTO);
+	agent_buf_free(&b);
+	/* the reply types are not requests */
+	ck_assert_int_eq(agent_put_str(&b, "c1", 2), 0);
+	ck_assert_int_eq(agent_ctr_req_decode(AGENT_MSG_CTR_STATS_DATA, b.data, b.len, &got), -EPROTO);
+	ck_assert_int_eq(agent_ctr_req_decode(AGENT_MSG_NET_CONFIG, b.data, b.len, &got), -EPROTO);
+	agent_buf_free(&b);
+
+	struct agent_ctr_stats st = { .flags = AGENT_STATS_CPU | AGENT_STATS_MEM, .cpu_usage_usec = 0x123456789ULL,
+				      .memory_current = 5 << 20, .memory_max = 64 << 20, .inactive_file = 4096,
+				      .anon = 1 << 20, .pgfault = 77, .pgmajfault = 3 },
+			       st2;
+	ck_assert_int_eq(agent_ctr_stats_encode(&b, &st), 0);
+	ck_assert_uint_eq(b.len, 4 + 7 * 8);
+	for (size_t cut = 0; cut < b.len; cut++)
+		ck_assert_int_eq(agent_ctr_stats_decode(b.data, cut, &st2), -EPROTO);
+	ck_assert_int_eq(agent_ctr_stats_decode(b.data, b.len, &st2), 0);
+	ck_assert_uint_eq(st2.flags, st.flags);
+	ck_assert_uint_eq(st2.cpu_usage_usec, st.cpu_usage_usec);
+	ck_assert_uint_eq(st2.memory_current, st.memory_current);
+	ck_assert_uint_eq(st2.memory_max, st.memory_max);
+	ck_assert_uint_eq(st2.inactive_file, st.inactive_file);
+	ck_assert_uint_eq(st2.anon, st.anon);
+	ck_assert_uint_eq(st2.pgfault, st.pgfault);
+	ck_assert_uint_eq(st2.pgmajfault, st.pgmajfault);
+	b.data[0] = 4; /* an unknown flag */
+	ck_assert_int_eq(agent_ctr_stats_decode(b.data, b.len, &st2), -EPROTO);
+	b.data[0] = 3;
+	ck_assert_int_eq(agent_put_u32(&b, 0), 0); /* a trailing word */
+	ck_assert_int_eq(agent_ctr_stats_decode(b.data, b.len, &st2), -EPROTO);
+	agent_buf_free(&b);
+}
+END_TEST
+
+START_TEST(net_addresses_are_checked)
+{
+	const char *good_cidr[] = { "10.88.7.5/24", "0.0.0.0/0", "255.255.255.255/32", "fd00::5/64", "::/0",
+				    "fe80::1:2:3:4/128", NULL };
+	const char *bad_cidr[] = { "10.88.7.5", "10.88.7/24", "10.88.7.256/24", "10.88.7.5/33", "10.88.7.5/",
+				   "010.1.1.1/8", "10.1.1.1/08", "-10.1.1.1/8", "fd00::5/129", "fd00:::5/64",
+				   "10.1.1.1/24 dev x", "1.2.3.4.5/8", "", "/24", "abc/8", NULL };
+	for (const char **a = good_cidr; *a; a++)
+		ck_assert_msg(agent_net_addr_ok(*a, 1), "%s", *a);
+	for (const char **a = bad_cidr; *a; a++)
+		ck_assert_msg(!agent_net_addr_ok(*a, 1), "%s", *a);
+	ck_assert(agent_net_addr_ok("10.88.7.1", 0));
+	ck_assert(agent_net_addr_ok("fd00::1", 0));
+	ck_assert(!agent_net_addr_ok("10.88.7.1/24", 0));
+	ck_assert(!agent_net_addr_ok("via", 0));
+	ck_assert(agent_net_mac_ok("0a:58:0A:58:07:05"));
+	ck_assert(!agent_net_mac_ok("0a:58:0a:58:07"));
+	ck_assert(!agent_net_mac_ok("0a-58-0a-58-07-05"));
+	ck_assert(!agent_net_mac_ok("0a:58:0a:58:07:0g"));
+}
+END_TEST
+
+START_TEST(net_config_round_trip)
+{
+	struct agent_buf b = { 0 };
+	struct agent_net_config nc = { .mac = "0a:58:0a:58:07:05", .mtu = 1500, .n_addrs = 2, .n_routes = 2,
+				       .resolv_conf = "nameserver 10.96.0.10\nsearch default.svc\n" },
+				got;
+	nc.addrs[0] = "10.88.7.5/24";
+	nc.addrs[1] = "fd00::5/64";
+	nc.routes[0] = (struct agent_net_route){ .dst = "0.0.0.0/0", .gw = "10.88.7.1" };
+	nc.routes[1] = (struct agent_net_route){ .dst = "10.99.0.0/16", .gw = "" };
+	ck_assert_int_eq(agent_net_config_encode(&b, &nc), 0);
+	for (size_t cut = 0; cut < b.len; cut++)
+		ck_assert_int_eq(agent_net_config_decode(b.data, cut, &got), -EPROTO);
+	ck_assert_int_eq(agent_net_config_decode(b.data, b.len, &got), 0);
+	ck_assert_str_eq(got.mac, nc.mac);
+	ck_assert_uint_eq(got.mtu, 1500);
+	ck_assert_uint_eq(got.n_addrs, 2);
+	ck_assert_str_eq(got.addrs[1], "fd00::5/64");
+	ck_assert_uint_eq(got.n_routes, 2);
+	ck_assert_str_eq(got.routes[0].gw, "10.88.7.1");
+	ck_assert_str_eq(got.routes[1].dst, "10.99.0.0/16");
+	ck_assert_str_eq(got.routes[1].gw, "");
+	ck_assert_str_eq(got.resolv_conf, nc.resolv_conf);
+	agent_net_config_free(&got);
+	ck_assert_int_eq(agent_put_u32(&b, 0), 0); /* a trailing word */
+	ck_assert_int_eq(agent_net_config_decode(b.data, b.len, &got), -EPROTO);
+	agent_buf_free(&b);
+
+	/* the encoder refuses what the decoder would: no address, a bad one, a bad gateway or MAC */
+	struct agent_net_config bad = nc;
+	bad.n_addrs = 0;
+	ck_assert_int_eq(agent_net_config_encode(&b, &bad), -EINVAL);
+	bad = nc;
+	bad.addrs[0] = "10.88.7.5";
+	ck_assert_int_eq(agent_net_config_encode(&b, &bad), -EINVAL);
+	bad = nc;
+	bad.routes[0].gw = "-f";
+	ck_assert_int_eq(agent_net_config_encode(&b, &bad), -EINVAL);
+	bad = nc;
+	bad.mac = "0a:58";
+	ck_assert_int_eq(agent_net_config_encode(&b, &bad), -EINVAL);
+	bad = nc;
+	bad.n_routes = AGENT_MAX_NET_ITEMS + 1;
+	ck_assert_int_eq(agent_net_config_encode(&b, &bad), -EINVAL);
+	agent_buf_free(&b);
+	/* and the decoder, when a peer sends them anyway: an option where an address belongs */
+	ck_assert_int_eq(agent_put_str(&b, nc.mac, 17) || agent_put_u32(&b, 0) || agent_put_u32(&b, 1) ||
+				 agent_put_str(&b, "-x", 2) || agent_put_u32(&b, 0) || agent_put_str(&b, "", 0),
+			 0);
+	ck_assert_int_eq(agent_net_config_decode(b.data, b.len, &got), -EPROTO);
+	agent_buf_free(&b);
+	/* too many addresses, MTU out of range */
+	ck_assert_int_eq(agent_put_str(&b, nc.mac, 17) || agent_put_u32(&b, 0) || agent_put_u32(&b, 1000), 0);
+	ck_assert_int_eq(agent_net_config_decode(b.data, b.len, &got), -EPROTO);
+	agent_buf_free(&b);
+	ck_assert_int_eq(agent_put_str(&b, nc.mac, 17) || agent_put_u32(&b, 70000) || agent_put_u32(&b, 1) ||
+				 agent_put_str(&b, "10.0.0.2/8", 10) || agent_put_u32(&b, 0) || agent_put_str(&b, "", 0),
+			 0);
+	ck_assert_int_eq(agent_net_config_decode(b.data, b.len, &got), -EPROTO);
+	agent_buf_free(&b);
+}
+END_TEST
+
+START_TEST(new_ops_do_not_collide)
+{
+	/* every message type is distinct and inside the header's accepted range */
+	const uint16_t types[] = { AGENT_MSG_HELLO, AGENT_MSG_PING, AGENT_MSG_PONG, AGENT_MSG_EXEC,
+				   AGENT_MSG_EXEC_RESULT, AGENT_MSG_POWEROFF, AGENT_MSG_ERROR, AGENT_MSG_OK,
+				   AGENT_MSG_CTR_CREATE, AGENT_MSG_CTR_START, AGENT_MSG_CTR_STOP, AGENT_MSG_CTR_STATUS,
+				   AGENT_MSG_CTR_STATE, AGENT_MSG_CTR_LOGS, AGENT_MSG_CTR_LOG_DATA, AGENT_MSG_CTR_EXEC,
+				   AGENT_MSG_CTR_REMOVE, AGENT_MSG_NET_CONFIG, AGENT_MSG_CTR_STATS,
+				   AGENT_MSG_CTR_STATS_DATA, AGENT_MSG_CTR_UPDATE, AGENT_MSG_CTR_EXEC_STREAM,
+				   AGENT_MSG_CTR_ATTACH_STREAM, AGENT_MSG_STREAM_OPENED, AGENT_MSG_STREAM_STDIN,
+				   AGENT_MSG_STREAM_STDIN_CLOSE, AGENT_MSG_STREAM_STDOUT, AGENT_MSG_STREAM_STDERR,
+				   AGENT_MSG_STREAM_RESIZE, AGENT_MSG_STREAM_EXIT, AGENT_MSG_STREAM_KILL,
+				   AGENT_MSG_STREAM_KEEPALIVE };
+	size_t n = sizeof(types) / sizeof(types[0]);
+	for (size_t i = 0; i < n; i++) {
+		struct agent_hdr h = { .type = types[i] }, out;
+		uint8_t raw[AGENT_HDR_SIZE];
+		agent_hdr_encode(raw, &h);
+		ck_assert_int_eq(agent_hdr_decode(raw, &out), 0);
+		for (size_t j = 0; j < i; j++)
+			ck_assert_uint_ne(types[i], types[j]);
+	}
+}
+END_TEST
+
+START_TEST(stream_requests_round_trip)
+{
+	char *argv[] = { "sh", "-c", "cat", NULL };
+	struct agent_stream_req in = { .type = AGENT_MSG_CTR_EXEC_STREAM, .id = "ctr-1", .argv = argv,
+				       .flags = AGENT_STREAM_STDIN | AGENT_STREAM_STDOUT | AGENT_STREAM_TTY }, got;
+	struct agent_buf b = { 0 };
+
+	ck_assert_int_eq(agent_stream_req_encode(&b, &in), 0);
+	ck_assert_int_eq(agent_stream_req_decode(AGENT_MSG_CTR_EXEC_STREAM, b.data, b.len, &got), 0);
+	ck_assert_str_eq(got.id, "ctr-1");
+	ck_assert_uint_eq(got.flags, in.flags);
+	for (int i = 0; argv[i]; i++)
+		ck_assert_str_eq(got.argv[i], argv[i]);
+	ck_assert_ptr_null(got.argv[3]);
+	agent_stream_req_free(&got);
+	/* every truncation and a trailing byte are refused */
+	for (size_t n = 0; n < b.len; n++)
+		ck_assert_int_eq(agent_stream_req_decode(AGENT_MSG_CTR_EXEC_STREAM, b.data, n, &got), -EPROTO);
+	ck_assert_int_eq(agent_put_bytes(&b, "x", 1), 0);
+	ck_assert_int_eq(agent_stream_req_decode(AGENT_MSG_CTR_EXEC_STREAM, b.data, b.len, &got), -EPROTO);
+	agent_buf_free(&b);
+	/* attach: no argv on the wire */
+	struct agent_stream_req at = { .type = AGENT_MSG_CTR_ATTACH_STREAM, .id = "ctr-1",
+				       .flags = AGENT_STREAM_STDIN | AGENT_STREAM_STDOUT | AGENT_STREAM_STDERR };
+	ck_assert_int_eq(agent_stream_req_encode(&b, &at), 0);
+	ck_assert_uint_eq(b.len, 4 + 5 + 4);
+	ck_assert_int_eq(agent_stream_req_decode(AGENT_MSG_CTR_ATTACH_STREAM, b.data, b.len, &got), 0);
+	ck_assert_ptr_null(got.argv);
+	ck_assert_uint_eq(got.flags, at.flags);
+	agent_stream_req_free(&got);
+	/* the wrong op for the payload */
+	ck_assert_int_eq(agent_stream_req_decode(AGENT_MSG_CTR_EXEC, b.data, b.len, &got), -EPROTO);
+	agent_buf_free(&b);
+}
+END_TEST
+
+START_TEST(stream_requests_out_of_range_are_refused)
+{
+	char *argv[] = { "cat", NULL }, *none[] = { NULL };
+	struct agent_buf b = { 0 };
+	struct agent_stream_req r = { .type = AGENT_MSG_CTR_EXEC_STREAM, .id = "c", .argv = argv }, got;
+
+	/* no stream, unknown flags, tty with stderr, tty on attach, argv on attach, no argv on exec */
+	ck_assert_int_eq(agent_stream_req_encode(&b, &r), -EINVAL);
+	r.flags = AGENT_STREAM_STDOUT | 0x100;
+	ck_assert_int_eq(agent_stream_req_encode(&b, &r), -EINVAL);
+	r.flags = AGENT_STREAM_STDERR | AGENT_STREAM_TTY;
+	ck_assert_int_eq(agent_stream_req_encode(&b, &r), -EINVAL);
+	r.flags = AGENT_STREAM_STDOUT;
+	r.argv = none;
+	ck_assert_int_eq(agent_stream_req_encode(&b, &r), -EINVAL);
+	r.argv = NULL;
+	ck_assert_int_eq(agent_stream_req_encode(&b, &r), -EINVAL);
+	r.type = AGENT_MSG_CTR_ATTACH_STREAM;
+	r.argv = argv;
+	ck_assert_int_eq(agent_stream_req_encode(&b, &r), -EINVAL);
+	r.argv = NULL;
+	r.flags = AGENT_STREAM_STDOUT | AGENT_STREAM_TTY;
+	ck_assert_int_eq(agent_stream_req_encode(&b, &r), -EINVAL);
+	r.flags = AGENT_STREAM_STDOUT;
+	r.id = "../x";
+	ck_assert_int_eq(agent_stream_req_encode(&b, &r), -EINVAL);
+	agent_buf_free(&b);
+	/* the same from the wire: a path-like id, bad flags, argc 0, NUL in an argument */
+	ck_assert_int_eq(agent_put_str(&b, "..", 2) || agent_put_u32(&b, AGENT_STREAM_STDOUT), 0);
+	ck_assert_int_eq(agent_stream_req_decode(AGENT_MSG_CTR_ATTACH_STREAM, b.data, b.len, &got), -EPROTO);
+	agent_buf_free(&b);
+	ck_assert_int_eq(agent_put_str(&b, "c", 1) || agent_put_u32(&b, 0), 0);
+	ck_assert_int_eq(agent_stream_req_decode(AGENT_MSG_CTR_ATTACH_STREAM, b.data, b.len, &got), -EPROTO);
+	agent_buf_free(&b);
+	ck_assert_int_eq(agent_put_str(&b, "c", 1) || agent_put_u32(&b, AGENT_STREAM_STDOUT) || agent_put_u32(&b, 0), 0);
+	ck_assert_int_eq(agent_stream_req_decode(AGENT_MSG_CTR_EXEC_STREAM, b.data, b.len, &got), -EPROTO);
+	agent_buf_free(&b);
+	ck_assert_int_eq(agent_put_str(&b, "c", 1) || agent_put_u32(&b, AGENT_STREAM_STDOUT) || agent_put_u32(&b, 1) ||
+				 agent_put_str(&b, "a\0b", 3),
+			 0);
+	b.data[b.len - 2] = 0;
+	ck_assert_int_eq(agent_stream_req_decode(AGENT_MSG_CTR_EXEC_STREAM, b.data, b.len, &got), -EPROTO);
+	/* argc larger than the payload could hold */
+	agent_buf_free(&b);
+	ck_assert_int_eq(agent_put_str(&b, "c", 1) || agent_put_u32(&b, AGENT_STREAM_STDOUT) || agent_put_u32(&b, 200), 0);
+	ck_assert_int_eq(agent_stream_req_decode(AGENT_MSG_CTR_EXEC_STREAM, b.data, b.len, &got), -EPROTO);
+	agent_buf_free(&b);
+}
+END_TEST
+
+START_TEST(stream_opened_and_frames)
+{
+	struct agent_buf b = { 0 };
+	char path[AGENT_STREAM_PATH_MAX];
+
+	ck_assert_int_eq(agent_stream_opened_encode(&b, "data/vgpu-stream-17"), 0);
+	ck_assert_int_eq(agent_stream_opened_decode(b.data, b.len, path), 0);
+	ck_assert_str_eq(path, "data/vgpu-stream-17");
+	for (size_t n = 0; n < b.len; n++)
+		ck_assert_int_eq(agent_stream_opened_decode(b.data, n, path), -EPROTO);
+	agent_buf_free(&b);
+	/* only our own path form: never another domain's or a parent path */
+	const char *bad[] = { "data/vgpu-stream-", "data/vgpu-stream-1/x", "/local/domain/0/data/vgpu-stream-1",
+			      "data/vgpu-agent", "data/vgpu-stream-12345678901", "data/vgpu-stream-1a" };
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		ck_assert_int_eq(agent_stream_opened_encode(&b, bad[i]), -EINVAL);
+		ck_assert_int_eq(agent_put_str(&b, bad[i], strlen(bad[i])), 0);
+		ck_assert_int_eq(agent_stream_opened_decode(b.data, b.len, path), -EPROTO);
+		agent_buf_free(&b);
+	}
+	/* frames: direction and length */
+	struct agent_hdr h = { .type = AGENT_MSG_STREAM_STDOUT, .len = AGENT_STREAM_MAX_DATA };
+	ck_assert_int_eq(agent_stream_frame_check(&h, 1), 0);
+	ck_assert_int_eq(agent_stream_frame_check(&h, 0), -EPROTO);
+	h.len = AGENT_STREAM_MAX_DATA + 1;
+	ck_assert_int_eq(agent_stream_frame_check(&h, 1), -EPROTO);
+	h.len = 0;
+	ck_assert_int_eq(agent_stream_frame_check(&h, 1), -EPROTO);
+	h = (struct agent_hdr){ .type = AGENT_MSG_STREAM_STDIN, .len = 1 };
+	ck_assert_int_eq(agent_stream_frame_check(&h, 0), 0);
+	ck_assert_int_eq(agent_stream_frame_check(&h, 1), -EPROTO);
+	h.id = 5;
+	ck_assert_int_eq(agent_stream_frame_check(&h, 0), -EPROTO);
+	h = (struct agent_hdr){ .type = AGENT_MSG_STREAM_RESIZE, .len = 8 };
+	ck_assert_int_eq(agent_stream_frame_check(&h, 0), 0);
+	h.len = 7;
+	ck_assert_int_eq(agent_stream_frame_check(&h, 0), -EPROTO);
+	h = (struct agent_hdr){ .type = AGENT_MSG_STREAM_EXIT, .len = 4 };
+	ck_assert_int_eq(agent_stream_frame_check(&h, 1), 0);
+	ck_assert_int_eq(agent_stream_frame_check(&h, 0), -EPROTO);
+	h = (struct agent_hdr){ .type = AGENT_MSG_STREAM_KEEPALIVE, .len = 1 };
+	ck_assert_int_eq(agent_stream_frame_check(&h, 1), -EPROTO);
+	h = (struct agent_hdr){ .type = AGENT_MSG_CTR_EXEC, .len = 0 }; /* a control op on a stream */
+	ck_assert_int_eq(agent_stream_frame_check(&h, 0), -EPROTO);
+	/* fixed payloads */
+	uint8_t raw[8];
+	uint32_t w, hh;
+	int32_t code;
+	agent_stream_resize_encode(raw, 120, 40);
+	ck_assert_int_eq(agent_stream_resize_decode(raw, 8, &w, &hh), 0);
+	ck_assert_uint_eq(w, 120);
+	ck_assert_uint_eq(hh, 40);
+	ck_assert_int_eq(agent_stream_resize_decode(raw, 7, &w, &hh), -EPROTO);
+	agent_stream_resize_encode(raw, 0, 40);
+	ck_assert_int_eq(agent_stream_resize_decode(raw, 8, &w, &hh), -EPROTO);
+	agent_stream_resize_encode(raw, 70000, 40);
+	ck_assert_int_eq(agent_stream_resize_decode(raw, 8, &w, &hh), -EPROTO);
+	agent_stream_exit_encode(raw, 137);
+	ck_assert_int_eq(agent_stream_exit_decode(raw, 4, &code), 0);
+	ck_assert_int_eq(code, 137);
+	agent_stream_exit_encode(raw, -1);
+	ck_assert_int_eq(agent_stream_exit_decode(raw, 4, &code), -EPROTO);
+	ck_assert_int_eq(agent_stream_exit_decode(raw, 5, &code), -EPROTO);
+}
+END_TEST
+
 int main(void)
 {
 	Suite *s = suite_create("agent_proto");
@@ -323,6 +637,13 @@ int main(void)
 		{ "ctr_requests", container_requests_round_trip },
 		{ "ctr_bad_requests", container_requests_out_of_range_are_refused },
 		{ "ctr_replies", container_replies_round_trip },
+		{ "stats_update", stats_and_update_round_trip },
+		{ "net_addresses", net_addresses_are_checked },
+		{ "net_config", net_config_round_trip },
+		{ "op_numbers", new_ops_do_not_collide },
+		{ "stream_requests", stream_requests_round_trip },
+		{ "stream_bad_requests", stream_requests_out_of_range_are_refused },
+		{ "stream_opened_frames", stream_opened_and_frames },
 	};
 	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
 		TCase *tc = tcase_create(cases[i].name);

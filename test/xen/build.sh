@@ -38,7 +38,8 @@ kpkg=$(apt-cache depends linux-image-amd64 | awk '/Depends: linux-image-[0-9]/{p
 KV=${kpkg#linux-image-}
 debs=(xen-hypervisor-4.17-amd64 xen-utils-4.17 xen-utils-common xenstore-utils libxenstore4 libxenmisc4.17
       libxencall1 libxendevicemodel1 libxenevtchn1 libxenforeignmemory1 libxengnttab1 libxentoolcore1
-      libxentoollog1 libxenhypfs1 libyajl2 busybox-static runc libseccomp2 erofs-utils "$kpkg")
+      libxentoollog1 libxenhypfs1 libyajl2 busybox-static runc libseccomp2 erofs-utils containernetworking-plugins
+      "$kpkg")
 # one apt-cache call (loading the cache is the slow part)
 pins=$(apt-cache policy "${debs[@]}" | awk '/^[^ ]/{sub(":$", "", $1); p=$1} /Candidate:/{print p "=" $2}')
 for p in "${debs[@]}"; do
@@ -79,7 +80,8 @@ KM=$S/lib/modules/$KV/kernel
 # ---- our binaries: the daemon (cmake) and the test programs (linked with cri/xen_*.c) ----
 say "building vgpu-cri in $BUILD"
 [ -e "$BUILD/CMakeCache.txt" ] || cmake -S "$top" -B "$BUILD" >&2
-cmake --build "$BUILD" -j"$(nproc)" --target vgpu-cri >&2 || die "daemon build failed ($BUILD)"
+# (+ the shim for the guest and a driver-API test program for the GPU image: scenario `gpu`)
+cmake --build "$BUILD" -j"$(nproc)" --target vgpu-cri vgpu gpu_vector_add >&2 || die "daemon build failed ($BUILD)"
 B=$BUILD/xen-testbed
 mkdir -p "$B"
 cflags=(-O2 -g -Wall -Wextra -Werror -Wno-unused-parameter -Wno-format-truncation -D_GNU_SOURCE -Ulinux -Uunix)
@@ -92,13 +94,28 @@ vchan_libs=(-lxenvchan -lxenstore -lxengnttab -lxenevtchn -lxentoolcore -lxentoo
 gcc "${cflags[@]}" -static -o "$B/vchan-check" "$here/vchan-check.c" "${vchan_libs[@]}"
 # the guest agent (PID 1 of a pod's domU) and the test's daemon side of its protocol
 gcc "${cflags[@]}" -static -I"$top/cri/agent" -o "$B/vgpu-agent" "$top/cri/agent/agent.c" \
-	"$top/cri/agent/agent_proto.c" "$top/cri/agent/agent_ctr.c" "$top/cri/agent/agent_log.c" "${vchan_libs[@]}"
+	"$top/cri/agent/agent_proto.c" "$top/cri/agent/agent_ctr.c" "$top/cri/agent/agent_log.c" \
+	"$top/cri/agent/agent_net.c" "$top/cri/agent/agent_stream.c" "${vchan_libs[@]}"
 gcc "${cflags[@]}" -static -I"$top/cri" -o "$B/agent-check" "$here/agent-check.c" "$top/cri/agent/agent_proto.c" \
 	"${vchan_libs[@]}"
 # a CRI client for the pod scenario (gRPC core + the daemon's generated protobuf-c messages)
 # shellcheck disable=SC2046
-gcc "${cflags[@]}" -I"$BUILD/proto" -I"$top/cri" -o "$B/cri-client" "$here/cri-client.c" "$top/cri/cri_client.c" "$BUILD/proto/libvgpu_proto.a" \
+gcc "${cflags[@]}" -I"$BUILD/proto" -I"$top/cri" -o "$B/cri-client" "$here/cri-client.c" "$here/cri-stream.c" "$top/cri/cri_client.c" "$BUILD/proto/libvgpu_proto.a" \
 	$(pkg-config --cflags --libs grpc libprotobuf-c)
+
+# GPU pods on xen (scenario `gpu`): an image tree with a CUDA driver-API program from test/gpu,
+# its PTX and its libraries (libcuda.so.1 is the shim, bind-mounted by the daemon), and the Xen
+# transport's attack program (static: the guest side of idm/, no Xen library)
+GT=$B/gpu-image
+rm -rf "$GT"; mkdir -p "$GT/opt/gpu"
+gcc "${cflags[@]}" -static -I"$top/idm" -o "$GT/opt/gpu/xen-idm-attack" "$here/xen-idm-attack.c" "$top/idm/proto.c" \
+	"$top/idm/ring.c" "$top/idm/local.c" "$top/idm/xen_proto.c" "$top/idm/xen_guest.c" -lpthread
+cp "$BUILD/test/gpu/vector_add" "$top/test/gpu/kernels.ptx" "$GT/opt/gpu/"
+LD_LIBRARY_PATH=$BUILD/shim ldd "$GT/opt/gpu/vector_add" | awk '/=> \//{print $1, $3} /^\t\/lib/{print $1, $1}' |
+while read -r soname lib; do
+	[ "$soname" = libcuda.so.1 ] && continue
+	case $lib in /*) mkdir -p "$GT$(dirname "$lib")"; cp -L "$lib" "$GT$lib" ;; esac
+done
 
 # ---- root filesystems ----
 W=$CACHE/work
@@ -136,6 +153,8 @@ install -m 755 "$here/guest-init" "$G/init"
 install -m 755 "$B/vgpu-agent" "$G/sbin/vgpu-agent"
 # containers in the guest: Debian's runc (+ libseccomp, libc), erofs (image disks) and overlay
 install -m 755 "$S/usr/sbin/runc" "$G/usr/sbin/runc"
+# GPU pods: the shim, bind-mounted into their containers as libcuda.so.1 (cri/gpu.h VGPU_XEN_GUEST_SHIM)
+install -D -m 755 "$BUILD/shim/libvgpu.so" "$G/usr/lib/vgpu/libvgpu.so"
 copy_libs "$G" "$G/usr/sbin/runc"
 cp "$KM/crypto/crc32c_generic.ko" "$KM/lib/libcrc32c.ko" "$KM/fs/erofs/erofs.ko" "$KM/fs/overlayfs/overlay.ko" \
 	"$G/lib/modules/"
@@ -156,6 +175,13 @@ rm -f "$R/bin/bash" "$R/bin/stat"
 cp /bin/bash "$R/bin/bash"; cp /usr/bin/flock "$R/usr/bin/flock"; cp /usr/bin/stat "$R/bin/stat"
 for m in block/xen-blkback/xen-blkback net/xen-netback/xen-netback block/loop; do cp "$KM/drivers/$m.ko" "$R/lib/modules/"; done
 cp "$KM/net/llc/llc.ko" "$KM/net/802/stp.ko" "$KM/net/bridge/bridge.ko" "$R/lib/modules/"
+# the pod network of xen pods: CNI's bridge + host-local + loopback (veth pairs), and the tc ingress
+# redirects that join a pod's vif to its CNI interface (docs/networking.md)
+cp "$KM/drivers/net/veth.ko" "$KM/net/sched/sch_ingress.ko" "$KM/net/sched/cls_matchall.ko" \
+	"$KM/net/sched/act_mirred.ko" "$R/lib/modules/"
+mkdir -p "$R/usr/lib/cni"
+for p in bridge host-local loopback; do install -m 755 "$S/usr/lib/cni/$p" "$R/usr/lib/cni/$p"; done
+copy_libs "$R" "$R/usr/lib/cni/bridge"
 cp "$BUILD/cri/vgpu-cri" "$B/xen-domctl" "$B/agent-check" "$B/cri-client" "$R/opt/vgpu/bin/"
 copy_libs "$R" "$R$XB/xl" "$R$XB/xenstored" "$R$XB/xenconsoled" "$R$XB/xen-init-dom0" "$R/usr/bin/xenstore" \
 	"$R/bin/bash" "$R/usr/bin/flock" "$R/bin/stat" "$R/opt/vgpu/bin/vgpu-cri" "$R/opt/vgpu/bin/xen-domctl" \
@@ -166,19 +192,22 @@ cp "$here"/scenarios/*.sh "$R/vgpu/scenarios/"
 # containers in xen pods: mkfs.erofs makes the image disks; a busybox image in the daemon's store
 install -m 755 "$S/usr/bin/mkfs.erofs" "$R/usr/bin/mkfs.erofs"
 copy_libs "$R" "$R/usr/bin/mkfs.erofs"
-seed_hash=$(cat "$here/seed-image.py" "$top/test/integration/registry.py" /bin/busybox | sha256sum | cut -c1-16)
+seed_hash=$( { cat "$here/seed-image.py" "$top/test/integration/registry.py" /bin/busybox;
+	tar -C "$GT" --sort=name --mtime=@0 --owner=0 --group=0 --numeric-owner -cf - .; } | sha256sum | cut -c1-16)
 SEED=$CACHE/seed/$seed_hash
 if [ ! -e "$SEED/.complete" ]; then
 	say "seeding a busybox image from a local registry into $SEED"
 	rm -rf "$SEED"; mkdir -p "$SEED"
-	python3 "$here/seed-image.py" "$BUILD/cri/vgpu-cri" "$B/cri-client" "$SEED/work" >&2 || die "seeding the image failed"
+	python3 "$here/seed-image.py" "$BUILD/cri/vgpu-cri" "$B/cri-client" "$SEED/work" "$GT" >&2 || die "seeding the image failed"
 	mv "$SEED/work/state/images" "$SEED/images"; cp "$SEED/work/image-ref" "$SEED/image-ref"
+	cp "$SEED/work/image-ref-gpu" "$SEED/image-ref-gpu"
 	rm -rf "$SEED/work"; rm -rf "$SEED/images/tmp"; mkdir -p "$SEED/images/tmp"
 	touch "$SEED/.complete"
 fi
 mkdir -p "$R/var/lib/vgpu-cri"
 cp -a "$SEED/images" "$R/var/lib/vgpu-cri/images"
 cp "$SEED/image-ref" "$R/vgpu/image-ref"
+cp "$SEED/image-ref-gpu" "$R/vgpu/image-ref-gpu"
 mkdir -p "$R/boot"
 cp "$S/vmlinux.gz" "$R/boot/guest-vmlinux.gz"
 cp "$W/guest.cpio.gz" "$R/boot/guest.cpio.gz"

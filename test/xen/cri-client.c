@@ -2,7 +2,7 @@
  * its initramfs). One RPC per invocation, results as "CRI ..." lines for the scenario to check.
  *   cri-client [-s SOCKET] [-t TIMEOUT_S] version
  *   cri-client ... run-pod NAME HANDLER [MEMORY_BYTES]      -> "CRI pod <id>"
- *   cri-client ... status ID                                -> "CRI status <id> <STATE> handler=... info=<json>"
+ *   cri-client ... status ID                                -> "CRI status <id> <STATE> handler=... ip=<ip> info=<json>"
  *   cri-client ... list                                     -> "CRI list n=<count>" + "CRI item <id> <STATE> <name>"
  *   cri-client ... stop ID | remove ID                      -> "CRI stopped <id>" | "CRI removed <id>"
  *   cri-client ... pull IMAGE                               -> "CRI image <ref>"
@@ -11,6 +11,12 @@
  *   cri-client ... cstatus CID                              -> "CRI cstatus <cid> <STATE> exit=<n> reason=<r> log=<path>"
  *   cri-client ... clist                                    -> "CRI clist n=<count>" + "CRI citem <cid> <STATE> <name>"
  *   cri-client ... exec CID TIMEOUT_S CMD...                -> "CRI exec exit=<n> stdout=<text> stderr=<text>"
+ *   cri-client ... cstats CID | lstats | pstats POD         -> "CRI cstats <cid> cpu_ns=.. nano_cores=.. mem_usage=.. ..."
+ *   cri-client ... update CID MEMORY_BYTES                  -> "CRI updated <cid>" (UpdateContainerResources)
+ *   cri-client ... stream exec|attach CID [opts] [CMD...]   -> "CRI stream exit=<n> stdout=.. stderr=.." (cmd_stream)
+ *   cri-client ... portforward POD PORT                     -> "CRI portforward <url>"
+ * Env: CRI_GPU_MEMORY=<quantity> makes run-pod a GPU pod (vgpu.io/gpu=true, vgpu.io/gpu-memory);
+ * CRI_ENV="K=V K=V" adds environment to create; status also prints the pod's "gpu" info as gpu=<json>.
  * Exit 0 on OK; on a gRPC error prints "CRI error <method> code=<n> <details>" and exits 10 + code. */
 #include <grpc/grpc.h>
 #include <grpc/grpc_security.h>
@@ -22,6 +28,7 @@
 
 #include "cri-api.pb-c.h"
 #include "cri_client.h"
+#include "cri-stream.h"
 
 static int timeout_s = 300;
 static int last_status;
@@ -80,6 +87,20 @@ static int cmd_run_pod(grpc_channel *ch, const char *name, const char *handler, 
 		lx.resources = &res;
 		cfg.linux = &lx;
 	}
+	/* a GPU pod (scenario gpu): annotations as kubelet passes them */
+	const char *gpu_mem = getenv("CRI_GPU_MEMORY");
+	Runtime__V1__PodSandboxConfig__AnnotationsEntry ann[2] = {
+		RUNTIME__V1__POD_SANDBOX_CONFIG__ANNOTATIONS_ENTRY__INIT,
+		RUNTIME__V1__POD_SANDBOX_CONFIG__ANNOTATIONS_ENTRY__INIT };
+	Runtime__V1__PodSandboxConfig__AnnotationsEntry *annp[2] = { &ann[0], &ann[1] };
+	if (gpu_mem && *gpu_mem) {
+		ann[0].key = "vgpu.io/gpu";
+		ann[0].value = "true";
+		ann[1].key = "vgpu.io/gpu-memory";
+		ann[1].value = (char *)gpu_mem;
+		cfg.annotations = annp;
+		cfg.n_annotations = 2;
+	}
 	req.config = &cfg;
 	req.runtime_handler = (char *)handler;
 	Runtime__V1__RunPodSandboxResponse *r = (Runtime__V1__RunPodSandboxResponse *)unary(
@@ -100,12 +121,18 @@ static int cmd_status(grpc_channel *ch, const char *id)
 		ch, RT "PodSandboxStatus", &req.base, &runtime__v1__pod_sandbox_status_response__descriptor);
 	if (!r)
 		return 1;
-	const char *info = "";
-	for (size_t i = 0; i < r->n_info; i++)
+	const char *info = "", *gpu = NULL;
+	for (size_t i = 0; i < r->n_info; i++) {
 		if (strcmp(r->info[i]->key, "info") == 0)
 			info = r->info[i]->value;
-	printf("CRI status %s %s handler=%s info=%s\n", r->status->id, state_name(r->status->state),
-	       r->status->runtime_handler, info);
+		else if (strcmp(r->info[i]->key, "gpu") == 0)
+			gpu = r->info[i]->value;
+	}
+	if (gpu)
+		printf("CRI gpu %s %s\n", r->status->id, gpu);
+	printf("CRI status %s %s handler=%s ip=%s info=%s\n", r->status->id, state_name(r->status->state),
+	       r->status->runtime_handler, r->status->network && r->status->network->ip ? r->status->network->ip : "",
+	       info);
 	protobuf_c_message_free_unpacked(&r->base, NULL);
 	return 0;
 }
@@ -194,6 +221,30 @@ static int cmd_create(grpc_channel *ch, const char *pod, const char *name, const
 		cfg.command = cmd;
 		cfg.n_command = (size_t)n_cmd;
 	}
+	/* CRI_ENV="K=V K=V": the container's environment */
+	Runtime__V1__KeyValue kv[16], *kvp[16];
+	char envbuf[1024] = "";
+	const char *env = getenv("CRI_ENV");
+	if (env)
+		snprintf(envbuf, sizeof(envbuf), "%s", env);
+	size_t n_env = 0;
+	for (char *save = NULL, *tok = strtok_r(envbuf, " ", &save); tok && n_env < 16; tok = strtok_r(NULL, " ", &save)) {
+		char *eq = strchr(tok, '=');
+		if (!eq)
+			continue;
+		*eq = '\0';
+		runtime__v1__key_value__init(&kv[n_env]);
+		kv[n_env].key = tok;
+		kv[n_env].value.data = (uint8_t *)(eq + 1);
+		kv[n_env].value.len = strlen(eq + 1);
+		kvp[n_env] = &kv[n_env];
+		n_env++;
+	}
+	cfg.envs = kvp;
+	cfg.n_envs = n_env;
+	/* CRI_STDIN=1 (and CRI_STDIN_ONCE=1): a container attach sessions can write to */
+	cfg.stdin = getenv("CRI_STDIN") != NULL;
+	cfg.stdin_once = getenv("CRI_STDIN_ONCE") != NULL;
 	req.pod_sandbox_id = (char *)pod;
 	req.config = &cfg;
 	Runtime__V1__CreateContainerResponse *r = (Runtime__V1__CreateContainerResponse *)unary(
@@ -272,6 +323,78 @@ static int cmd_clist(grpc_channel *ch)
 	return 0;
 }
 
+static unsigned long long u64v(const Runtime__V1__UInt64Value *v)
+{
+	return v ? (unsigned long long)v->value : 0;
+}
+
+static void print_ctr_stats(const Runtime__V1__ContainerStats *st)
+{
+	printf("CRI cstats %s cpu_ns=%llu nano_cores=%llu mem_usage=%llu mem_ws=%llu mem_avail=%llu\n", st->attributes->id,
+	       st->cpu ? u64v(st->cpu->usage_core_nano_seconds) : 0, st->cpu ? u64v(st->cpu->usage_nano_cores) : 0,
+	       st->memory ? u64v(st->memory->usage_bytes) : 0, st->memory ? u64v(st->memory->working_set_bytes) : 0,
+	       st->memory ? u64v(st->memory->available_bytes) : 0);
+}
+
+static int cmd_cstats(grpc_channel *ch, const char *id)
+{
+	Runtime__V1__ContainerStatsRequest req = RUNTIME__V1__CONTAINER_STATS_REQUEST__INIT;
+	req.container_id = (char *)id;
+	Runtime__V1__ContainerStatsResponse *r = (Runtime__V1__ContainerStatsResponse *)unary(
+		ch, RT "ContainerStats", &req.base, &runtime__v1__container_stats_response__descriptor);
+	if (!r)
+		return 1;
+	print_ctr_stats(r->stats);
+	protobuf_c_message_free_unpacked(&r->base, NULL);
+	return 0;
+}
+
+static int cmd_lstats(grpc_channel *ch)
+{
+	Runtime__V1__ListContainerStatsRequest req = RUNTIME__V1__LIST_CONTAINER_STATS_REQUEST__INIT;
+	Runtime__V1__ListContainerStatsResponse *r = (Runtime__V1__ListContainerStatsResponse *)unary(
+		ch, RT "ListContainerStats", &req.base, &runtime__v1__list_container_stats_response__descriptor);
+	if (!r)
+		return 1;
+	printf("CRI lstats n=%zu\n", r->n_stats);
+	for (size_t i = 0; i < r->n_stats; i++)
+		print_ctr_stats(r->stats[i]);
+	protobuf_c_message_free_unpacked(&r->base, NULL);
+	return 0;
+}
+
+static int cmd_pstats(grpc_channel *ch, const char *id)
+{
+	Runtime__V1__PodSandboxStatsRequest req = RUNTIME__V1__POD_SANDBOX_STATS_REQUEST__INIT;
+	req.pod_sandbox_id = (char *)id;
+	Runtime__V1__PodSandboxStatsResponse *r = (Runtime__V1__PodSandboxStatsResponse *)unary(
+		ch, RT "PodSandboxStats", &req.base, &runtime__v1__pod_sandbox_stats_response__descriptor);
+	if (!r)
+		return 1;
+	const Runtime__V1__LinuxPodSandboxStats *lx = r->stats->linux;
+	printf("CRI pstats %s cpu_ns=%llu mem_ws=%llu containers=%zu\n", r->stats->attributes->id,
+	       lx && lx->cpu ? u64v(lx->cpu->usage_core_nano_seconds) : 0,
+	       lx && lx->memory ? u64v(lx->memory->working_set_bytes) : 0, lx ? lx->n_containers : 0);
+	protobuf_c_message_free_unpacked(&r->base, NULL);
+	return 0;
+}
+
+static int cmd_update(grpc_channel *ch, const char *id, const char *memory)
+{
+	Runtime__V1__LinuxContainerResources res = RUNTIME__V1__LINUX_CONTAINER_RESOURCES__INIT;
+	Runtime__V1__UpdateContainerResourcesRequest req = RUNTIME__V1__UPDATE_CONTAINER_RESOURCES_REQUEST__INIT;
+	res.memory_limit_in_bytes = strtoll(memory, NULL, 10);
+	req.container_id = (char *)id;
+	req.linux = &res;
+	ProtobufCMessage *r = unary(ch, RT "UpdateContainerResources", &req.base,
+				    &runtime__v1__update_container_resources_response__descriptor);
+	if (!r)
+		return 1;
+	printf("CRI updated %s\n", id);
+	protobuf_c_message_free_unpacked(r, NULL);
+	return 0;
+}
+
 /* Output on one line: newlines as \n */
 static void print_escaped(const char *label, const uint8_t *p, size_t n)
 {
@@ -305,6 +428,90 @@ static int cmd_exec(grpc_channel *ch, const char *id, const char *timeout, int n
 	return 0;
 }
 
+/* stream exec|attach CID [-T] [-S] [-E] [-i TEXT] [-d MS] [-c] [-r WxH] [-l TEXT] [-w S] [CMD...]:
+ * Exec/Attach, then the session over WebSocket (cri-stream.c). -T tty, -S stdin, -E no stderr,
+ * -i stdin text (implies -S), -d delay before it, -c close stdin after it, -r a resize first,
+ * -l leave once stdout contains TEXT, -w session timeout. */
+static int cmd_stream(grpc_channel *ch, int n, char **a)
+{
+	struct cri_stream_opts o = { .timeout_s = 120 };
+	bool attach = strcmp(a[0], "attach") == 0, tty = false, want_stdin = false, want_stderr = true;
+	int i = 2;
+	for (; i < n && a[i][0] == '-' && a[i][1] && !a[i][2]; i++) {
+		char f = a[i][1];
+		const char *v = i + 1 < n ? a[i + 1] : NULL;
+		if (f == 'T')
+			tty = true, want_stderr = false;
+		else if (f == 'S')
+			want_stdin = true;
+		else if (f == 'E')
+			want_stderr = false;
+		else if (f == 'c')
+			o.close_stdin = want_stdin = true;
+		else if (v && f == 'i')
+			o.stdin_text = v, want_stdin = true, i++;
+		else if (v && f == 'd')
+			o.stdin_delay_ms = atoi(v), i++;
+		else if (v && f == 'r')
+			sscanf(v, "%dx%d", &o.width, &o.height), i++;
+		else if (v && f == 'l')
+			o.leave_after = v, i++;
+		else if (v && f == 'w')
+			o.timeout_s = atoi(v), i++;
+		else
+			return 2;
+	}
+	char *url = NULL;
+	if (attach) {
+		Runtime__V1__AttachRequest req = RUNTIME__V1__ATTACH_REQUEST__INIT;
+		req.container_id = a[1];
+		req.stdin = want_stdin;
+		req.tty = tty;
+		req.stdout = true;
+		req.stderr = want_stderr;
+		Runtime__V1__AttachResponse *r = (Runtime__V1__AttachResponse *)unary(
+			ch, RT "Attach", &req.base, &runtime__v1__attach_response__descriptor);
+		if (!r)
+			return 1;
+		url = strdup(r->url);
+		protobuf_c_message_free_unpacked(&r->base, NULL);
+	} else {
+		Runtime__V1__ExecRequest req = RUNTIME__V1__EXEC_REQUEST__INIT;
+		req.container_id = a[1];
+		req.cmd = a + i;
+		req.n_cmd = (size_t)(n - i);
+		req.stdin = want_stdin;
+		req.tty = tty;
+		req.stdout = true;
+		req.stderr = want_stderr;
+		Runtime__V1__ExecResponse *r = (Runtime__V1__ExecResponse *)unary(
+			ch, RT "Exec", &req.base, &runtime__v1__exec_response__descriptor);
+		if (!r)
+			return 1;
+		url = strdup(r->url);
+		protobuf_c_message_free_unpacked(&r->base, NULL);
+	}
+	int rc = url ? cri_stream_run(url, &o) : 1;
+	free(url);
+	return rc;
+}
+
+static int cmd_port_forward(grpc_channel *ch, const char *pod, const char *port)
+{
+	Runtime__V1__PortForwardRequest req = RUNTIME__V1__PORT_FORWARD_REQUEST__INIT;
+	int32_t p = atoi(port);
+	req.pod_sandbox_id = (char *)pod;
+	req.port = &p;
+	req.n_port = 1;
+	Runtime__V1__PortForwardResponse *r = (Runtime__V1__PortForwardResponse *)unary(
+		ch, RT "PortForward", &req.base, &runtime__v1__port_forward_response__descriptor);
+	if (!r)
+		return 1;
+	printf("CRI portforward %s\n", r->url);
+	protobuf_c_message_free_unpacked(&r->base, NULL);
+	return 0;
+}
+
 int main(int argc, char **argv)
 {
 	const char *sock = "/run/vgpu-cri/vgpu-cri.sock";
@@ -319,7 +526,7 @@ int main(int argc, char **argv)
 	}
 	if (optind >= argc) {
 		fprintf(stderr, "usage: cri-client [-s socket] [-t timeout_s] version|run-pod|status|list|stop|remove|"
-				"pull|create|start|cstop|cremove|cstatus|clist|exec ...\n");
+				"pull|create|start|cstop|cremove|cstatus|clist|exec|cstats|lstats|pstats|update ...\n");
 		return 2;
 	}
 	setvbuf(stdout, NULL, _IOLBF, 0);
@@ -359,8 +566,20 @@ int main(int argc, char **argv)
 		rc = cmd_cstatus(ch, a[0]);
 	else if (strcmp(cmd, "clist") == 0)
 		rc = cmd_clist(ch);
+	else if (strcmp(cmd, "cstats") == 0 && n == 1)
+		rc = cmd_cstats(ch, a[0]);
+	else if (strcmp(cmd, "lstats") == 0)
+		rc = cmd_lstats(ch);
+	else if (strcmp(cmd, "pstats") == 0 && n == 1)
+		rc = cmd_pstats(ch, a[0]);
+	else if (strcmp(cmd, "update") == 0 && n == 2)
+		rc = cmd_update(ch, a[0], a[1]);
 	else if (strcmp(cmd, "exec") == 0 && n >= 3)
 		rc = cmd_exec(ch, a[0], a[1], n - 2, a + 2);
+	else if (strcmp(cmd, "stream") == 0 && n >= 2 && (strcmp(a[0], "exec") == 0 || strcmp(a[0], "attach") == 0))
+		rc = cmd_stream(ch, n, a);
+	else if (strcmp(cmd, "portforward") == 0 && n == 2)
+		rc = cmd_port_forward(ch, a[0], a[1]);
 	else
 		fprintf(stderr, "cri-client: bad command or arguments: %s\n", cmd);
 	if (rc == 1 && last_status > 0)

@@ -3,9 +3,12 @@
 push it to a real local registry (test/integration/registry.py: Debian's docker-registry), pull it
 with our own daemon on the host (a temp state dir and socket) through cri-client, stop the daemon.
 The caller copies <out>/state/images into the dom0 initramfs; <out>/image-ref holds the reference
-the daemon knows the image by.
+the daemon knows the image by. With GPU_TREE (scenario `gpu`), a second image test/gpu:xen is
+busybox plus that directory tree (a CUDA driver-API test program, the libraries it needs but
+libcuda.so.1, its PTX, the Xen transport's attack program); its reference goes to
+<out>/image-ref-gpu.
 
-    seed-image.py DAEMON CRI_CLIENT OUT_DIR
+    seed-image.py DAEMON CRI_CLIENT OUT_DIR [GPU_TREE]
 """
 import json
 import os
@@ -31,8 +34,34 @@ def busybox_layer():
     return t.bytes()
 
 
+def tree_layer(root):
+    """A layer of every directory, file and symlink under root (paths relative to it)."""
+    t = R.Tar()
+    for d, dirs, files in sorted(os.walk(root)):
+        dirs.sort()
+        rel = os.path.relpath(d, root)
+        if rel != ".":
+            t.dir(rel)
+        for f in sorted(files):
+            src = os.path.join(d, f)
+            name = os.path.normpath(os.path.join(rel, f))
+            if os.path.islink(src):
+                t.symlink(name, os.readlink(src))
+            else:
+                t.host_file(name, src)
+    return t.bytes()
+
+
+def pull(client, sock, ref):
+    r = subprocess.run([client, "-s", sock, "-t", "120", "pull", ref], stdout=subprocess.PIPE, text=True)
+    if r.returncode != 0 or not r.stdout.startswith("CRI image "):
+        sys.exit("seed-image: pull %s failed: %s" % (ref, r.stdout.strip()))
+    print(r.stdout.strip(), file=sys.stderr)
+
+
 def main():
     daemon_bin, client, out = sys.argv[1:4]
+    gpu_tree = sys.argv[4] if len(sys.argv) > 4 else None
     os.makedirs(out, exist_ok=True)
     reg = R.Registry(os.path.join(out, "registry"))
     daemon = None
@@ -55,12 +84,16 @@ def main():
             if time.time() > deadline or daemon.poll() is not None:
                 sys.exit("seed-image: the daemon did not come up (see %s/daemon.log)" % out)
             time.sleep(0.3)
-        r = subprocess.run([client, "-s", sock, "-t", "120", "pull", ref], stdout=subprocess.PIPE, text=True)
-        if r.returncode != 0 or not r.stdout.startswith("CRI image "):
-            sys.exit("seed-image: pull %s failed: %s" % (ref, r.stdout.strip()))
+        pull(client, sock, ref)
         with open(os.path.join(out, "image-ref"), "w") as f:
             f.write(ref + "\n")
-        print(r.stdout.strip(), file=sys.stderr)
+        if gpu_tree:
+            reg.push_image("test/gpu", "xen", [busybox_layer(), tree_layer(gpu_tree)],
+                           config={"Cmd": ["sh"], "Env": ["PATH=/bin:/opt/gpu"], "WorkingDir": "/"})
+            gref = "%s/test/gpu:xen" % reg.host
+            pull(client, sock, gref)
+            with open(os.path.join(out, "image-ref-gpu"), "w") as f:
+                f.write(gref + "\n")
     finally:
         if daemon and daemon.poll() is None:
             daemon.send_signal(signal.SIGTERM)

@@ -1,0 +1,241 @@
+#!/bin/sh
+# Scenario "stream": Exec and Attach of containers in a xen pod through the daemon's streaming
+# server, as kubelet/crictl use them (cri-client's WebSocket v5.channel.k8s.io client): the agent
+# serves each session on a vchan of its own (cri/agent/agent_stream.c), the daemon pumps it into
+# the session's pipes (cri/xen_stream.c). Exec with stdin (cat echoes), exit codes, a tty with a
+# resize (`stty size`), a client that vanishes (the process dies in the guest), Attach to a
+# container created with stdin (two sessions one after the other, the container keeps running,
+# then one that ends when the container exits; stdin_once: ending stdin gives the container EOF),
+# Attach asking for stdin the container lacks refused, PortForward refused (not implemented); the daemon's fds and threads back to where they were; a stream open while its pod is
+# stopped ends, and one whose domain is destroyed behind the daemon's back ends with an error (and
+# its pages are unmapped: no dying domain); nothing left.
+# expect: VGPU-XEN DAEMON-UP
+# expect: VGPU-XEN POD-READY web
+# expect: VGPU-XEN CTRS-RUNNING
+# expect: VGPU-XEN EXEC-STDIN-OK
+# expect: VGPU-XEN EXEC-EXIT-CODE-OK
+# expect: VGPU-XEN EXEC-TTY-RESIZE-OK
+# expect: VGPU-XEN EXEC-KILLED-ON-LEAVE
+# expect: VGPU-XEN ATTACH-OK
+# expect: VGPU-XEN ATTACH-ENDS-ON-EXIT
+# expect: VGPU-XEN ATTACH-STDIN-ONCE-OK
+# expect: VGPU-XEN FDS-RELEASED
+# expect: VGPU-XEN STREAM-ENDS-WITH-POD
+# expect: VGPU-XEN STREAM-ENDS-WITH-DOMAIN
+# expect: VGPU-XEN NOTHING-LEFT
+. /vgpu/scenarios/daemon-lib.sh
+for m in loop xen-blkback; do insmod /lib/modules/$m.ko || fail "insmod $m"; done
+ip link set lo up
+mkdir -p /etc/vgpu-cri /var/log/pods /var/log/vgpu
+cat > /etc/vgpu-cri/config.yaml <<'YAML'
+log_level: info
+gpu:
+  backend: none
+runtime_handlers:
+  runc:
+    type: runc
+  xen:
+    type: xen
+    guest_kernel: /boot/guest-vmlinux.gz
+    guest_initrd: /boot/guest.cpio.gz
+    guest_cmdline: "console=hvc0 rdinit=/sbin/vgpu-agent quiet"
+    guest_memory_mb: 256
+    agent_timeout_s: 240
+YAML
+img=$(cat /vgpu/image-ref)
+start_daemon
+mark DAEMON-UP "pid=$daemon_pid image=$img"
+fds() { ls /proc/$daemon_pid/fd | wc -l; }
+tasks() { ls /proc/$daemon_pid/task | wc -l; }
+
+t0=$(up)
+out=$(cri-client run-pod web xen) || fail "RunPodSandbox: $out"
+id=$(echo "$out" | sed -n 's/^CRI pod //p')
+[ -n "$id" ] || fail "no pod id in: $out"
+mark POD-READY web "id=$id run_pod_s=$(dt "$t0" "$(up)")"
+dom=vgpu-$(echo "$id" | cut -c1-12)-web
+
+# ---- a plain container to exec in, and one created with stdin to attach to ----
+out=$(cri-client create "$id" box "$img" sleep 3600) || fail "create box: $out"
+cid=$(echo "$out" | sed -n 's/^CRI container //p')
+cri-client start "$cid" >/dev/null || fail "start box"
+out=$(CRI_STDIN=1 cri-client create "$id" echo "$img" sh -c \
+	'while read l; do [ "$l" = quit ] && exit 0; echo "got $l"; echo "err $l" >&2; done') || fail "create echo: $out"
+cid2=$(echo "$out" | sed -n 's/^CRI container //p')
+cri-client start "$cid2" >/dev/null || fail "start echo"
+cri-client cstatus "$cid2" | grep -q RUNNING || fail "echo not running"
+mark CTRS-RUNNING "box=$cid echo=$cid2"
+sleep 2
+base_fds=$(fds)
+base_tasks=$(tasks)
+echo "daemon fds=$base_fds tasks=$base_tasks before any stream"
+
+# ---- exec: stdin through cat and back ----
+t1=$(up)
+out=$(cri-client stream exec "$cid" -i 'hello xen\nline two\n' -c cat) || fail "exec cat: $out"
+echo "$out"
+[ "$out" = 'CRI stream exit=0 stdout=hello xen\nline two\n stderr=' ] || fail "exec cat: $out"
+mark EXEC-STDIN-OK "exec_s=$(dt "$t1" "$(up)")"
+
+# ---- exec: stdout, stderr and the exit code ----
+t2=$(up)
+out=$(cri-client stream exec "$cid" sh -c 'echo out; echo err >&2; exit 7') || fail "exec exit 7: $out"
+echo "$out"
+[ "$out" = 'CRI stream exit=7 stdout=out\n stderr=err\n' ] || fail "exec exit 7: $out"
+mark EXEC-EXIT-CODE-OK "exec_s=$(dt "$t2" "$(up)")"
+
+# ---- exec with a tty: the resize reaches the container's terminal ----
+t3=$(up)
+out=$(cri-client stream exec "$cid" -T -r 100x30 -i 'go\n' sh -c 'read x; stty size; tty') || fail "exec tty: $out"
+echo "$out"
+echo "$out" | grep -q 'CRI stream exit=0 stdout=.*30 100\\r\\n/dev/pts/' || fail "exec tty: $out"
+mark EXEC-TTY-RESIZE-OK "exec_s=$(dt "$t3" "$(up)")"
+
+# ---- a client that vanishes: its process is killed in the guest ----
+t4=$(up)
+out=$(cri-client stream exec "$cid" -l started sh -c 'echo started; exec sleep 1001') || fail "exec leave: $out"
+echo "$out"
+echo "$out" | grep -q '^CRI stream left' || fail "exec leave: $out"
+n=0
+while ! out=$(cri-client exec "$cid" 10 sh -c 'ps | grep -c "[s]leep 1001"') || [ "$out" != 'CRI exec exit=1 stdout=0\n stderr=' ]; do
+	n=$((n + 1))
+	[ $n -gt 40 ] && fail "sleep 1001 still running after its client left: $out"
+	sleep 0.5
+done
+mark EXEC-KILLED-ON-LEAVE "after_s=$(dt "$t4" "$(up)")"
+
+# ---- attach: stdin reaches the container, its output comes back; twice; it keeps running ----
+t5=$(up)
+out=$(cri-client stream attach "$cid2" -i 'one\n' -l 'got one') || fail "attach one: $out"
+echo "$out"
+echo "$out" | grep -q '^CRI stream left stdout=got one' || fail "attach one: $out"
+out=$(cri-client stream attach "$cid2" -i 'two\n' -l 'got two') || fail "attach two: $out"
+echo "$out"
+echo "$out" | grep -q '^CRI stream left stdout=got two' || fail "attach two: $out"
+cri-client cstatus "$cid2" | grep -q RUNNING || fail "echo not running after detach"
+out=$(cri-client stream attach "$cid" -S)
+echo "$out"
+echo "$out" | grep -q 'code=3 .*created without stdin' || fail "attach with stdin to box: $out"
+mark ATTACH-OK "attach_s=$(dt "$t5" "$(up)")"
+# port-forward into a xen pod: refused plainly (not implemented), not a connect in dom0
+out=$(cri-client portforward "$id" 80)
+echo "$out"
+echo "$out" | grep -q 'code=12 .*port-forward into xen pods is not supported' || fail "portforward: $out"
+# the container exits while attached: the session ends with Success
+t6=$(up)
+out=$(cri-client stream attach "$cid2" -i 'three\nquit\n') || fail "attach quit: $out"
+echo "$out"
+echo "$out" | grep -q '^CRI stream exit=0 stdout=got three\\n stderr=err three\\n' || fail "attach quit: $out"
+n=0
+while ! cri-client cstatus "$cid2" | grep -q "EXITED exit=0"; do
+	n=$((n + 1))
+	[ $n -gt 60 ] && fail "echo not exited: $(cri-client cstatus "$cid2")"
+	sleep 0.5
+done
+mark ATTACH-ENDS-ON-EXIT "attach_s=$(dt "$t6" "$(up)")"
+
+# ---- every session's fds and threads are gone ----
+# (the log copy opens the log file for a moment every second: look again until it is not)
+n=0
+while now_fds=$(fds) && now_tasks=$(tasks) && { [ "$now_fds" -gt "$base_fds" ] || [ "$now_tasks" -gt "$base_tasks" ]; }; do
+	n=$((n + 1))
+	[ $n -gt 20 ] && { ls -l /proc/$daemon_pid/fd; fail "daemon fds $now_fds (was $base_fds), tasks $now_tasks (was $base_tasks)"; }
+	sleep 0.5
+done
+# the stream children removed their vchans' xenstore keys (the guest's quota is not used up)
+domid=$(xl domid "$dom") || fail "no domid for $dom"
+keys=$(xenstore-list "/local/domain/$domid/data" 2>/dev/null | grep -c vgpu-stream)
+[ "$keys" = 0 ] || fail "stream vchan keys left: $(xenstore-list "/local/domain/$domid/data")"
+mark FDS-RELEASED "fds=$now_fds base=$base_fds tasks=$now_tasks base=$base_tasks stream_keys=$keys"
+grep -E "stream to domain" $dlog | tail -n 12
+
+# stdin_once: the first attach that ends its stdin closes the container's (cat reads EOF, exits)
+out=$(CRI_STDIN=1 CRI_STDIN_ONCE=1 cri-client create "$id" once "$img" cat) || fail "create once: $out"
+cid4=$(echo "$out" | sed -n 's/^CRI container //p')
+cri-client start "$cid4" >/dev/null || fail "start once"
+t9=$(up)
+out=$(cri-client stream attach "$cid4" -i 'last words\n' -c) || fail "attach once: $out"
+echo "$out"
+echo "$out" | grep -q '^CRI stream exit=0 stdout=last words\\n stderr=$' || fail "attach once: $out"
+n=0
+while ! cri-client cstatus "$cid4" | grep -q "EXITED exit=0"; do
+	n=$((n + 1))
+	[ $n -gt 60 ] && fail "once not exited: $(cri-client cstatus "$cid4")"
+	sleep 0.5
+done
+mark ATTACH-STDIN-ONCE-OK "attach_s=$(dt "$t9" "$(up)")"
+
+# ---- a session open while its pod is stopped ends ----
+opened=$(grep -c "exec stream to domain .* open" $dlog)
+cri-client stream exec "$cid" -w 200 sh -c 'echo started; exec sleep 1002' >/tmp/bg.out 2>&1 &
+bg=$!
+n=0
+while [ "$(grep -c "exec stream to domain .* open" $dlog)" -le "$opened" ]; do
+	n=$((n + 1))
+	[ $n -gt 60 ] && fail "background exec did not start: $(cat /tmp/bg.out)"
+	sleep 0.5
+done
+sleep 2
+t7=$(up)
+cri-client stop "$id" >/dev/null || fail "StopPodSandbox"
+t_stop=$(up)
+n=0
+while kill -0 $bg 2>/dev/null; do
+	n=$((n + 1))
+	[ $n -gt 60 ] && fail "stream still open 30 s after StopPodSandbox"
+	sleep 0.5
+done
+cat /tmp/bg.out
+grep -q '^CRI stream exit=' /tmp/bg.out || fail "background stream: $(cat /tmp/bg.out)"
+mark STREAM-ENDS-WITH-POD "stop_s=$(dt "$t7" "$t_stop") ended_after_stop_s=$(dt "$t7" "$(up)")"
+
+# ---- the guest vanishes under an open session (domain destroyed behind the daemon's back):
+# the session ends with an error in bounded time and the daemon unmaps the stream's pages ----
+out=$(cri-client run-pod web2 xen) || fail "RunPodSandbox web2: $out"
+id2=$(echo "$out" | sed -n 's/^CRI pod //p')
+out=$(cri-client create "$id2" sleeper "$img" sleep 3600) || fail "create sleeper: $out"
+cid3=$(echo "$out" | sed -n 's/^CRI container //p')
+cri-client start "$cid3" >/dev/null || fail "start sleeper"
+opened=$(grep -c "exec stream to domain .* open" $dlog)
+cri-client stream exec "$cid3" -w 200 sh -c 'echo started; exec sleep 1003' >/tmp/bg2.out 2>&1 &
+bg=$!
+n=0
+while [ "$(grep -c "exec stream to domain .* open" $dlog)" -le "$opened" ]; do
+	n=$((n + 1))
+	[ $n -gt 60 ] && fail "exec in web2 did not start: $(cat /tmp/bg2.out)"
+	sleep 0.5
+done
+sleep 2
+t8=$(up)
+xen-domctl destroy "vgpu-$(echo "$id2" | cut -c1-12)-web2" >/dev/null || fail "destroy web2 behind the daemon's back"
+n=0
+while kill -0 $bg 2>/dev/null; do
+	n=$((n + 1))
+	[ $n -gt 60 ] && fail "stream still open 30 s after its domain was destroyed"
+	sleep 0.5
+done
+cat /tmp/bg2.out
+grep -q "^CRI stream exit=-1 .*the pod's domain is gone" /tmp/bg2.out || fail "stream of a destroyed domain: $(cat /tmp/bg2.out)"
+mark STREAM-ENDS-WITH-DOMAIN "ended_after_destroy_s=$(dt "$t8" "$(up)")"
+cri-client stop "$id2" >/dev/null && cri-client cremove "$cid3" >/dev/null && cri-client remove "$id2" >/dev/null ||
+	fail "remove web2"
+
+cri-client cremove "$cid" && cri-client cremove "$cid2" && cri-client cremove "$cid4" && cri-client remove "$id" ||
+	fail "remove"
+cri-client list | grep -q "CRI list n=0" || fail "pods left"
+[ "$(xl list | tail -n +2 | wc -l)" = 1 ] || fail "domains left (xl list)"
+n=0 # a destroyed domain whose pages dom0 still maps stays "dying": libxl lists it, xl does not
+while ! xen-domctl list | grep -q 'XENCTL domains=1$'; do
+	n=$((n + 1))
+	[ $n -gt 20 ] && { xen-domctl list; fail "domains left (libxl)"; }
+	sleep 0.5
+done
+xenstore-list /local/domain | grep -qv '^0$' && fail "xenstore /local/domain has more than dom0"
+[ -z "$(losetup -a)" ] || fail "loop devices left after the pod"
+[ "$(tasks)" -le "$base_tasks" ] || fail "daemon threads left: $(tasks) (was $base_tasks)"
+mark NOTHING-LEFT
+echo "--- the agent in the guest (console log of $dom)"
+grep "vgpu-agent:" "/var/log/xen/console/guest-$dom.log" | tail -n 20
+stop_daemon
+grep -E " (warn|error) " $dlog | head -n 20
+exit 0
