@@ -525,11 +525,16 @@ int broker_pod_add_xen(broker_t *b, const char *pod_id, uint32_t domid, uint64_t
                        unsigned compute_share, struct idm_err *err)
 {
     if (b->pp != NULL)
-        return idm_err_set(err, -ENOTSUP, "pod %s: xen pods need the in-process broker "
-                           "(gpu pod processes are not available for them yet)", pod_id);
+        return broker_pp_pod_add_xen(b, pod_id, domid, quota_bytes, compute_share, err);
+    return broker_inproc_pod_add_xen(b, pod_id, domid, -1, quota_bytes, compute_share, err);
+}
+
+int broker_inproc_pod_add_xen(broker_t *b, const char *pod_id, uint32_t domid, int slot,
+                              uint64_t quota_bytes, unsigned compute_share, struct idm_err *err)
+{
     char where[64];
     snprintf(where, sizeof where, "xen domain %u", domid);
-    return pod_add(b, pod_id, where, -1, -1, domid, quota_bytes, compute_share, err);
+    return pod_add(b, pod_id, where, -1, slot, domid, quota_bytes, compute_share, err);
 }
 
 static int pod_add(broker_t *b, const char *pod_id, const char *socket_path, int listen_fd,

@@ -128,6 +128,9 @@ void broker_inproc_destroy(broker_t *b);
 int broker_inproc_pod_add(broker_t *b, const char *pod_id, const char *socket_path, int listen_fd,
                           int slot, uint64_t quota_bytes, unsigned compute_share,
                           struct idm_err *err);
+/* A xen pod (channels offered by domain domid); slot as above. */
+int broker_inproc_pod_add_xen(broker_t *b, const char *pod_id, uint32_t domid, int slot,
+                              uint64_t quota_bytes, unsigned compute_share, struct idm_err *err);
 int broker_inproc_pod_remove(broker_t *b, const char *pod_id, struct broker_usage *final_usage,
                              struct idm_err *err);
 int broker_inproc_pod_usage(broker_t *b, const char *pod_id, struct broker_usage *out,
@@ -138,6 +141,8 @@ int broker_pp_create(const struct broker_config *cfg, broker_t **out, struct idm
 void broker_pp_destroy(broker_t *b);
 int broker_pp_pod_add(broker_t *b, const char *pod_id, const char *socket_path,
                       uint64_t quota_bytes, unsigned compute_share, struct idm_err *err);
+int broker_pp_pod_add_xen(broker_t *b, const char *pod_id, uint32_t domid, uint64_t quota_bytes,
+                          unsigned compute_share, struct idm_err *err);
 int broker_pp_pod_remove(broker_t *b, const char *pod_id, struct idm_err *err);
 int broker_pp_pod_usage(broker_t *b, const char *pod_id, struct broker_usage *out,
                         struct idm_err *err);

@@ -35,8 +35,9 @@ struct shared_usage {
 /* Parent-side state of one pod; fields guarded by pproc.lock. */
 struct ppod {
     char id[IDM_POD_ID_MAX];
-    char *path;
-    int listen_fd;
+    char *path;     /* the socket, or "xen domain N" */
+    int listen_fd;  /* -1 for a xen pod */
+    int64_t xen_domid; /* -1: a local pod */
     uint64_t quota;
     unsigned share;
     int slot; /* in pproc.sched */
@@ -113,8 +114,12 @@ static void __attribute__((noreturn)) child_main(struct pproc *pp, struct ppod *
         _exit(70);
     }
     b->child = true;
-    if (broker_inproc_pod_add(b, p->id, p->path, p->listen_fd, p->slot, p->quota, p->share, &err) <
-        0) {
+    int rc = p->xen_domid >= 0
+                 ? broker_inproc_pod_add_xen(b, p->id, (uint32_t)p->xen_domid, p->slot, p->quota,
+                                             p->share, &err)
+                 : broker_inproc_pod_add(b, p->id, p->path, p->listen_fd, p->slot, p->quota,
+                                         p->share, &err);
+    if (rc < 0) {
         idm_log(IDM_LOG_ERROR, "pod %s process: %s", p->id, err.msg);
         _exit(71);
     }
@@ -249,8 +254,10 @@ int broker_pp_create(const struct broker_config *cfg, broker_t **out, struct idm
     return 0;
 }
 
-int broker_pp_pod_add(broker_t *b, const char *pod_id, const char *socket_path,
-                      uint64_t quota_bytes, unsigned compute_share, struct idm_err *err)
+/* A local pod (socket_path) or a xen pod (xen_domid >= 0: the child watches that domain's offers
+ * itself, so its grant mappings and GPU state die with it). */
+static int pp_add(broker_t *b, const char *pod_id, const char *socket_path, int64_t xen_domid,
+                  uint64_t quota_bytes, unsigned compute_share, struct idm_err *err)
 {
     struct pproc *pp = b->pp;
     if (pod_id == NULL || pod_id[0] == 0 || strlen(pod_id) >= IDM_POD_ID_MAX)
@@ -260,6 +267,8 @@ int broker_pp_pod_add(broker_t *b, const char *pod_id, const char *socket_path,
         free(p);
         return idm_err_set(err, -ENOMEM, "pod %s: out of memory", pod_id);
     }
+    p->xen_domid = xen_domid;
+    p->listen_fd = -1;
     snprintf(p->id, sizeof p->id, "%s", pod_id);
     p->quota = quota_bytes;
     p->share = compute_share;
@@ -284,8 +293,8 @@ int broker_pp_pod_add(broker_t *b, const char *pod_id, const char *socket_path,
             rc = idm_err_set(err, -EEXIST, "pod %s: already added", pod_id);
             goto fail;
         }
-    rc = idm_local_listen(socket_path, &p->listen_fd, err);
-    if (rc == 0 && (rc = spawn(pp, p, err)) < 0) {
+    rc = xen_domid >= 0 ? 0 : idm_local_listen(socket_path, &p->listen_fd, err);
+    if (rc == 0 && (rc = spawn(pp, p, err)) < 0 && xen_domid < 0) {
         close(p->listen_fd);
         unlink(socket_path);
     }
@@ -325,6 +334,20 @@ fail:
     return rc;
 }
 
+int broker_pp_pod_add(broker_t *b, const char *pod_id, const char *socket_path,
+                      uint64_t quota_bytes, unsigned compute_share, struct idm_err *err)
+{
+    return pp_add(b, pod_id, socket_path, -1, quota_bytes, compute_share, err);
+}
+
+int broker_pp_pod_add_xen(broker_t *b, const char *pod_id, uint32_t domid, uint64_t quota_bytes,
+                          unsigned compute_share, struct idm_err *err)
+{
+    char where[64];
+    snprintf(where, sizeof where, "xen domain %u", domid);
+    return pp_add(b, pod_id, where, domid, quota_bytes, compute_share, err);
+}
+
 int broker_pp_pod_remove(broker_t *b, const char *pod_id, struct idm_err *err)
 {
     struct pproc *pp = b->pp;
@@ -351,8 +374,10 @@ int broker_pp_pod_remove(broker_t *b, const char *pod_id, struct idm_err *err)
             (void)waitpid(p->pid, &st, 0);
         }
     }
-    close(p->listen_fd);
-    (void)unlink(p->path);
+    if (p->listen_fd >= 0) {
+        close(p->listen_fd);
+        (void)unlink(p->path);
+    }
     broker_sched_slot_free(pp->sched, p->slot);
     idm_log(IDM_LOG_INFO, "pod %s: removed (%u restarts)", pod_id, p->restarts);
     munmap(p->sh, sizeof *p->sh);

@@ -32,6 +32,7 @@ struct field {
 static const char *const log_levels[] = { "error", "warn", "info", "debug", NULL };
 static const char *const cgroup_drivers[] = { "cgroupfs", "systemd", NULL };
 static const char *const gpu_backends[] = { "auto", "cuda", "soft", "none", NULL };
+static const char *const gpu_pod_process_modes[] = { "auto", "on", "off", NULL };
 static const char *const handler_types[] = { "runc", "xen", NULL };
 
 #define C(field) offsetof(struct vgpu_config, field)
@@ -71,6 +72,8 @@ static const struct field gpu_fields[] = {
 	{ "backend", F_ENUM, C(gpu_backend), 0, 0, gpu_backends, NULL,
 	  "auto = cuda if a GPU is present, else GPU pods are refused; soft = software TEST device (CI, demo)" },
 	{ "broker_workers", F_INT, C(gpu_broker_workers), 1, 256, NULL, NULL, "broker worker threads" },
+	{ "pod_processes", F_ENUM, C(gpu_pod_processes), 0, 0, gpu_pod_process_modes, NULL,
+	  "a broker process per GPU pod (its GPU fault domain): auto = on for cuda, off for soft" },
 	{ "shim_path", F_STR, C(gpu_shim_path), 0, 0, NULL, NULL,
 	  "libvgpu.so, given to GPU containers as libcuda.so.1" },
 	{ "metrics_address", F_STR, C(metrics_address), 0, 0, NULL, NULL,
@@ -184,6 +187,7 @@ void vgpu_config_defaults(struct vgpu_config *cfg)
 	cfg->streaming_address = vgpu_strdup("127.0.0.1:0");
 	cfg->gpu_backend = vgpu_strdup("auto");
 	cfg->gpu_broker_workers = 4;
+	cfg->gpu_pod_processes = vgpu_strdup("auto");
 	cfg->gpu_shim_path = vgpu_strdup("/usr/local/lib/vgpu-cri/libvgpu.so");
 	cfg->metrics_address = vgpu_strdup("");
 	cfg->n_handlers = 2;

@@ -58,6 +58,7 @@ struct vgpu_config {
 	/* GPU broker */
 	char *gpu_backend;            /* "auto", "cuda", "soft" (software test device), "none" */
 	long long gpu_broker_workers;
+	char *gpu_pod_processes;      /* "auto" (cuda: on, soft: off), "on", "off" */
 	char *gpu_shim_path;          /* libvgpu.so on the host, bind-mounted into GPU containers */
 	char *metrics_address;        /* Prometheus /metrics, "" = off */
 

@@ -152,6 +152,10 @@ int vgpu_gpu_open(const struct vgpu_config *cfg, struct vgpu_gpu **out, struct v
 	} else {
 		const char *backend = strcmp(want, "auto") == 0 ? "cuda" : want;
 		struct broker_config bc = { .backend = backend, .workers = (unsigned)cfg->gpu_broker_workers };
+		if (strcmp(cfg->gpu_pod_processes, "on") == 0)
+			bc.pod_processes = 1;
+		else if (strcmp(cfg->gpu_pod_processes, "off") == 0)
+			bc.pod_processes = -1;
 		if (strcmp(backend, "soft") == 0) {
 			int kr = register_soft_test_kernels(err);
 			if (kr < 0) {

@@ -33,6 +33,7 @@ cat > /etc/vgpu-cri/config.yaml <<'YAML'
 log_level: info
 gpu:
   backend: soft
+  pod_processes: on  # as with the cuda backend's default: the pod's broker in a process of its own
 runtime_handlers:
   runc:
     type: runc
