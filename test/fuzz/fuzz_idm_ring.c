@@ -47,7 +47,9 @@ static uint64_t take(struct input *in, size_t bytes)
 static int fake_notify(struct idm_chan *ch) { return 0; }
 static int fake_wait(struct idm_chan *ch, int timeout_ms) { return -EPIPE; }
 static void fake_close(struct idm_chan *ch) {}
-static const struct idm_transport_ops fake_ops = { "fuzz", fake_notify, fake_wait, fake_close };
+static const struct idm_transport_ops fake_ops = {
+    .name = "fuzz", .notify = fake_notify, .wait = fake_wait, .close = fake_close,
+};
 
 int LLVMFuzzerInitialize(int *argc, char ***argv)
 {
