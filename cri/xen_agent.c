@@ -444,3 +444,32 @@ int vgpu_xen_agent_stream_open(struct vgpu_xen_agent *a, const struct agent_stre
 		r = channel_err(a, err, -EPROTO, "stream reply");
 	return r;
 }
+
+int vgpu_xen_agent_vol_put(struct vgpu_xen_agent *a, const char *key, uint32_t flags, const void *stream, size_t len,
+			   long long timeout_ms, struct vgpu_err *err)
+{
+	const uint8_t *p = stream;
+	size_t done = 0;
+	do {
+		size_t n = len - done > AGENT_VOL_CHUNK ? AGENT_VOL_CHUNK : len - done;
+		uint32_t f = flags & (AGENT_VOL_REPLACE | AGENT_VOL_ISFILE);
+		if (done == 0)
+			f |= AGENT_VOL_BEGIN;
+		if (done + n == len)
+			f |= AGENT_VOL_END;
+		struct agent_buf b = { 0 };
+		int r = agent_vol_put_encode(&b, key, f, p + done, n);
+		if (r < 0) {
+			agent_buf_free(&b);
+			return vgpu_err_set(err, -EINVAL, "agent of domain %u: volume %s: chunk does not fit the protocol",
+					    a->domid, key);
+		}
+		struct agent_hdr reply;
+		r = call(a, AGENT_MSG_VOL_PUT, &b, AGENT_MSG_OK, timeout_ms, &reply, err, "copy volume");
+		agent_buf_free(&b);
+		if (r < 0)
+			return r;
+		done += n;
+	} while (done < len);
+	return 0;
+}

@@ -69,4 +69,9 @@ int vgpu_xen_agent_net_config(struct vgpu_xen_agent *a, const struct agent_net_c
 int vgpu_xen_agent_stream_open(struct vgpu_xen_agent *a, const struct agent_stream_req *req, long long timeout_ms,
 			       char path[AGENT_STREAM_PATH_MAX], struct vgpu_err *err);
 
+/* VOL_PUT: a copy-in volume's whole record stream (xen_vol.h), in chunks, BEGIN..END; flags
+ * AGENT_VOL_REPLACE / AGENT_VOL_ISFILE. timeout_ms per chunk. */
+int vgpu_xen_agent_vol_put(struct vgpu_xen_agent *a, const char *key, uint32_t flags, const void *stream, size_t len,
+			   long long timeout_ms, struct vgpu_err *err);
+
 #endif

@@ -24,6 +24,7 @@
 #include "xen_domain.h"
 #include "xen_gpu.h"
 #include "xen_sandbox.h"
+#include "xen_vol.h"
 
 #define CREATE_TIMEOUT_MS 180000LL   /* agent: wait for the disk, mount, runc create (TCG: slow) */
 #define START_TIMEOUT_MS 90000LL
@@ -36,6 +37,8 @@
 #define KEEPALIVE_IDLE_NS (15LL * 1000000000LL)
 #define MKFS_TIMEOUT_MS 300000LL
 #define LOOP_ATTEMPTS 8
+#define VOL_TIMEOUT_MS 60000LL       /* per 512 KiB chunk of a copy-in mount */
+#define VOL_CHECK_NS (10LL * 1000000000LL)
 
 struct vgpu_xen_ctr *vgpu_xen_ctr_new(const char *vdev)
 {
@@ -50,6 +53,7 @@ void vgpu_xen_ctr_free(struct vgpu_xen_ctr *x)
 	if (!x)
 		return;
 	pthread_mutex_destroy(&x->lock);
+	vgpu_xen_vols_free(x->vols, x->n_vols);
 	free(x);
 }
 
@@ -203,6 +207,65 @@ void vgpu_xen_container_recover(struct vgpu_pod_manager *m, struct vgpu_containe
 	c->xen->log_done = c->state == RUNTIME__V1__CONTAINER_STATE__CONTAINER_EXITED;
 }
 
+/* ---- copy-in mounts ---- */
+
+struct vol_arg {
+	struct vgpu_xen_vol *vols;  /* borrowed */
+	size_t n;
+	struct agent_buf *streams;  /* n record streams (an empty directory: len 0) */
+};
+
+static int vol_op(struct vgpu_xen_agent *a, void *arg, struct vgpu_err *err)
+{
+	struct vol_arg *x = arg;
+	for (size_t i = 0; i < x->n; i++) {
+		int r = vgpu_xen_agent_vol_put(a, x->vols[i].key, vgpu_xen_vol_flags(&x->vols[i]), x->streams[i].data,
+					       x->streams[i].len, VOL_TIMEOUT_MS, err);
+		if (r < 0)
+			return vgpu_err_prefix(err, "mount %s", x->vols[i].container_path);
+	}
+	return 0;
+}
+
+void vgpu_xen_container_vol_refresh(struct vgpu_pod_manager *m, struct vgpu_container *c)
+{
+	struct vgpu_xen_ctr *xc = c->xen;
+	struct vgpu_err err = { 0 };
+	pthread_mutex_lock(&xc->lock);
+	if (!xc->vols_known && !xc->log_done) { /* after a restart: the list from the config, content unknown */
+		if (vgpu_xen_vols_plan(c->config, &xc->vols, &xc->n_vols, NULL, &err) < 0)
+			vgpu_log(VGPU_LOG_WARN, "container %s: %s", c->id, err.msg);
+		xc->vols_known = true;
+	}
+	for (size_t i = 0; i < xc->n_vols && !xc->log_done; i++) {
+		struct vgpu_xen_vol *v = &xc->vols[i];
+		bool is_file;
+		uint64_t sig;
+		if (!v->readonly)
+			continue; /* writable: the guest's copy is the live one (never synced back) */
+		vgpu_err_clear(&err);
+		if (vgpu_xen_vol_read(v->host_path, NULL, &is_file, &sig, &err) < 0 || sig == v->sig ||
+		    is_file != v->is_file)
+			continue; /* a host path that went away or changed kind keeps the last copy */
+		struct agent_buf stream = { 0 };
+		uint64_t read_sig;
+		if (vgpu_xen_vol_read(v->host_path, &stream, &is_file, &read_sig, &err) == 0 && is_file == v->is_file) {
+			struct vgpu_xen_vol one = *v;
+			struct vol_arg x = { .vols = &one, .n = 1, .streams = &stream };
+			one.sig = read_sig;
+			if (agent_request(m, c, vol_op, &x, &err) == 0) {
+				vgpu_log(VGPU_LOG_INFO, "container %s: mount %s: %s changed, copied again (%zu bytes)", c->id,
+					 v->container_path, v->host_path, stream.len);
+				v->sig = read_sig;
+			}
+		}
+		if (err.msg[0])
+			vgpu_log(VGPU_LOG_WARN, "container %s: mount %s: %s", c->id, v->container_path, err.msg);
+		agent_buf_free(&stream);
+	}
+	pthread_mutex_unlock(&xc->lock);
+}
+
 /* ---- create ---- */
 
 /* The spec for the guest: the pod is the domain, so the container shares its network, IPC and
@@ -211,9 +274,10 @@ static int make_spec(struct vgpu_pod_manager *m, struct vgpu_sandbox *s, struct 
 		     const struct vgpu_image_config *img, const char *rootfs, char **json_out, struct vgpu_err *err)
 {
 	const Runtime__V1__ContainerConfig *cfg = c->config;
-	if (cfg->n_mounts)
-		return vgpu_err_set(err, -EOPNOTSUPP, "container %s: mounts of host paths are not supported in xen pods "
-				    "(the container runs in the pod's domain)", cfg->metadata->name);
+	/* CRI mounts are copy-in volumes in the guest (xen_vol.h), bound below; oci_spec.c sees none */
+	Runtime__V1__ContainerConfig bare = *cfg;
+	bare.n_mounts = 0;
+	bare.mounts = NULL;
 	const Runtime__V1__NamespaceOption *o =
 		cfg->linux && cfg->linux->security_context ? cfg->linux->security_context->namespace_options : NULL;
 	Runtime__V1__NamespaceMode pid = o ? o->pid
@@ -224,7 +288,7 @@ static int make_spec(struct vgpu_pod_manager *m, struct vgpu_sandbox *s, struct 
 				    cfg->metadata->name);
 	_cleanup_free_ char *cgroup = vgpu_asprintf("/vgpu/%s", c->id);
 	struct vgpu_oci_input in = {
-		.container = cfg, .pod = s->config, .image = img, .rootfs = rootfs,
+		.container = &bare, .pod = s->config, .image = img, .rootfs = rootfs,
 		.cgroups_path = cgroup, .cgroup_v2 = true,
 		.net = { .host = true }, .ipc = { .host = true }, .uts = { .host = true },
 		.pid = { .host = pid != RUNTIME__V1__NAMESPACE_MODE__CONTAINER },
@@ -248,6 +312,7 @@ static int make_spec(struct vgpu_pod_manager *m, struct vgpu_sandbox *s, struct 
 		return vgpu_err_set(err, -EIO, "container %s: generated spec has no root", c->id);
 	}
 	json_object_object_add(root, "path", json_object_new_string("rootfs"));
+	vgpu_xen_vols_spec(spec, c->xen->vols, c->xen->n_vols);
 	/* CRI stdin/stdin_once for the agent, which gives such a container a stdin FIFO that attach
 	 * sessions write into (cri/agent/agent_stream.h); ours override any the pod brought */
 	json_object *ann;
@@ -345,6 +410,10 @@ static int pick_vdev_locked(struct vgpu_pod_manager *m, const char *sandbox_id, 
 	return -ENOSPC;
 }
 
+static int create_in_guest(struct vgpu_pod_manager *m, struct vgpu_sandbox *s, struct vgpu_container *c,
+			   const struct vgpu_image_config *img, struct vgpu_xen *xen, uint32_t domid, const char *vdev,
+			   struct vol_arg *va, long long t0, struct vgpu_err *err);
+
 int vgpu_xen_container_create(struct vgpu_pod_manager *m, struct vgpu_sandbox *s, struct vgpu_container *c,
 			      const struct vgpu_image_config *img, struct vgpu_err *err)
 {
@@ -363,6 +432,26 @@ int vgpu_xen_container_create(struct vgpu_pod_manager *m, struct vgpu_sandbox *s
 	if ((r = vgpu_container_save(m, c, err)) < 0) /* the vdev is on record before the disk exists */
 		return r;
 	long long t0 = vgpu_now_ns();
+	struct vol_arg va = { 0 };
+	if ((r = vgpu_xen_vols_plan(c->config, &va.vols, &va.n, &va.streams, err)) < 0)
+		return vgpu_err_prefix(err, "container %s", c->config->metadata->name);
+	pthread_mutex_lock(&c->xen->lock);
+	c->xen->vols = va.vols;
+	c->xen->n_vols = va.n;
+	c->xen->vols_known = true;
+	pthread_mutex_unlock(&c->xen->lock);
+	r = create_in_guest(m, s, c, img, xen, domid, vdev, &va, t0, err);
+	for (size_t i = 0; i < va.n; i++)
+		agent_buf_free(&va.streams[i]);
+	free(va.streams);
+	return r;
+}
+
+static int create_in_guest(struct vgpu_pod_manager *m, struct vgpu_sandbox *s, struct vgpu_container *c,
+			   const struct vgpu_image_config *img, struct vgpu_xen *xen, uint32_t domid, const char *vdev,
+			   struct vol_arg *va, long long t0, struct vgpu_err *err)
+{
+	int r;
 	_cleanup_free_ char *rootfs = NULL;
 	_cleanup_free_ char *spec = NULL;
 	_cleanup_free_ char *image = vgpu_asprintf("%s/rootfs.erofs", c->dir);
@@ -391,6 +480,9 @@ int vgpu_xen_container_create(struct vgpu_pod_manager *m, struct vgpu_sandbox *s
 	if (r < 0)
 		return vgpu_err_prefix(err, "container %s: disk %s as %s of domain %u", c->id, dev, vdev, domid);
 	long long t2 = vgpu_now_ns();
+	if (va->n && (r = agent_request(m, c, vol_op, va, err)) < 0)
+		return r;
+	long long t3 = vgpu_now_ns();
 	_cleanup_free_ char *guest_dev = vgpu_asprintf("/dev/%s", vdev);
 	struct ctr_arg x = { .req = { .type = AGENT_MSG_CTR_CREATE, .id = c->id, .rootfs_dev = guest_dev,
 				      .spec_json = spec },
@@ -398,9 +490,9 @@ int vgpu_xen_container_create(struct vgpu_pod_manager *m, struct vgpu_sandbox *s
 	r = agent_request(m, c, ctr_op, &x, err);
 	if (r < 0)
 		return r;
-	vgpu_log(VGPU_LOG_INFO, "container %s: in domain %u: image %.1f s, disk %s on %s %.1f s, agent create %.1f s",
-		 c->id, domid, (double)(t1 - t0) / 1e9, dev, vdev, (double)(t2 - t1) / 1e9,
-		 (double)(vgpu_now_ns() - t2) / 1e9);
+	vgpu_log(VGPU_LOG_INFO, "container %s: in domain %u: image %.1f s, disk %s on %s %.1f s, %zu mounts copied "
+		 "%.1f s, agent create %.1f s", c->id, domid, (double)(t1 - t0) / 1e9, dev, vdev, (double)(t2 - t1) / 1e9,
+		 va->n, (double)(t3 - t2) / 1e9, (double)(vgpu_now_ns() - t3) / 1e9);
 	return 0;
 }
 
@@ -560,6 +652,7 @@ struct vgpu_xen_pump {
 	pthread_mutex_t lock;
 	pthread_cond_t wake;
 	bool stop;             /* lock */
+	long long vol_check_ns; /* the pump thread's own: last copy-in mount check */
 };
 
 static void pump_round(struct vgpu_pod_manager *m)
@@ -578,8 +671,13 @@ static void pump_round(struct vgpu_pod_manager *m)
 			v[i++] = c;
 		}
 	pthread_mutex_unlock(&m->lock);
+	bool vols = vgpu_now_ns() - m->xen_pump->vol_check_ns >= VOL_CHECK_NS;
+	if (vols)
+		m->xen_pump->vol_check_ns = vgpu_now_ns();
 	for (size_t k = 0; k < i; k++) {
 		vgpu_xen_container_sync(m, v[k]);
+		if (vols)
+			vgpu_xen_container_vol_refresh(m, v[k]);
 		vgpu_container_put(m, v[k]);
 	}
 	free(v);

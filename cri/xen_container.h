@@ -21,6 +21,7 @@ struct vgpu_container;
 struct vgpu_image_config;
 struct vgpu_proc_result;
 struct agent_ctr_stats;
+struct vgpu_xen_vol;
 
 /* Per container of a xen pod (c->xen; NULL for runc containers). */
 struct vgpu_xen_ctr {
@@ -28,6 +29,9 @@ struct vgpu_xen_ctr {
 	pthread_mutex_t lock;    /* serializes syncs with the agent; guards the fields below */
 	uint64_t log_offset;     /* bytes of the agent's log already in log_path */
 	bool log_done;           /* exited, every record copied, exit recorded */
+	struct vgpu_xen_vol *vols; /* its copy-in mounts (xen_vol.h), n_vols of them */
+	size_t n_vols;
+	bool vols_known;         /* vols built (at create, or from the config after a restart) */
 };
 
 struct vgpu_xen_ctr *vgpu_xen_ctr_new(const char *vdev);
@@ -58,6 +62,9 @@ int vgpu_xen_container_update(struct vgpu_pod_manager *m, struct vgpu_container 
 void vgpu_xen_container_sync(struct vgpu_pod_manager *m, struct vgpu_container *c);
 /* After a daemon restart: resume the log copy where log_path ends. */
 void vgpu_xen_container_recover(struct vgpu_pod_manager *m, struct vgpu_container *c);
+
+/* Copy-in mounts: re-send the read-only ones whose host content changed (the pump, every 10 s). */
+void vgpu_xen_container_vol_refresh(struct vgpu_pod_manager *m, struct vgpu_container *c);
 
 /* The pump thread (log copies, exits, agent keepalive), when xen pods are available. */
 void vgpu_xen_pump_start(struct vgpu_pod_manager *m);

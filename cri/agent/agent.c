@@ -26,6 +26,7 @@
 #include "agent_net.h"
 #include "agent_proto.h"
 #include "agent_stream.h"
+#include "agent_vol.h"
 
 #define AGENT_VERSION "0.2-runc"
 #define AGENT_CHUNK 16384            /* below the 64 KiB ring: libxenvchan_recv wants size <= ring */
@@ -320,6 +321,32 @@ static int handle_net(struct libxenvchan *ch, uint32_t id, const uint8_t *payloa
 	return send_msg(ch, AGENT_MSG_OK, id, NULL);
 }
 
+/* VOL_PUT: a chunk of a copy-in volume's record stream (agent_vol.c); END writes the volume. */
+static int handle_vol(struct libxenvchan *ch, uint32_t id, const uint8_t *payload, size_t len)
+{
+	static struct agent_vol_pending pending;
+	static int root_fd = -1;
+	struct agent_vol_put put;
+	char msg[AGENT_VOL_MSG_MAX];
+	int rc = agent_vol_put_decode(payload, len, &put);
+
+	if (rc < 0)
+		return send_error(ch, id, rc, "malformed volume chunk");
+	if (root_fd < 0) {
+		(void)mkdir("/run/vgpu-agent", 0755);
+		(void)mkdir(AGENT_VOL_ROOT, 0755);
+		root_fd = open(AGENT_VOL_ROOT, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+		if (root_fd < 0)
+			return send_error(ch, id, -errno, "cannot open " AGENT_VOL_ROOT);
+	}
+	rc = agent_vol_put(&pending, root_fd, &put, msg);
+	if (put.flags & AGENT_VOL_END || rc < 0)
+		say("volume %s: %s", put.key, rc < 0 || msg[0] ? msg : "written");
+	if (rc < 0)
+		return send_error(ch, id, rc, msg);
+	return send_msg(ch, AGENT_MSG_OK, id, NULL);
+}
+
 /* Wait for the next message. A daemon that died without closing the channel (a crash) leaves it
  * looking open forever; the daemon keeps a live connection busy (log polls, PINGs every few
  * seconds), so silence for IDLE_MS means it is gone and the channel is offered afresh. */
@@ -395,6 +422,9 @@ static void serve(struct libxenvchan *ch)
 			break;
 		case AGENT_MSG_NET_CONFIG:
 			rc = handle_net(ch, hdr.id, payload, hdr.len);
+			break;
+		case AGENT_MSG_VOL_PUT:
+			rc = handle_vol(ch, hdr.id, payload, hdr.len);
 			break;
 		case AGENT_MSG_CTR_EXEC_STREAM:
 		case AGENT_MSG_CTR_ATTACH_STREAM:

@@ -80,7 +80,9 @@ enum agent_msg_type {
 	AGENT_MSG_CTR_STATS = 19,
 	AGENT_MSG_CTR_STATS_DATA = 20,
 	AGENT_MSG_CTR_UPDATE = 21,
-	AGENT_MSG_LAST = AGENT_MSG_CTR_UPDATE,
+	/* copy-in volumes (agent_vol.c) */
+	AGENT_MSG_VOL_PUT = 22,
+	AGENT_MSG_LAST = AGENT_MSG_VOL_PUT,
 };
 
 enum agent_ctr_state_code {
@@ -280,5 +282,63 @@ void agent_stream_resize_encode(uint8_t buf[8], uint32_t width, uint32_t height)
 int agent_stream_resize_decode(const uint8_t *payload, size_t len, uint32_t *width, uint32_t *height);
 void agent_stream_exit_encode(uint8_t buf[4], int32_t code);
 int agent_stream_exit_decode(const uint8_t *payload, size_t len, int32_t *code);
+
+/* ---- Copy-in volumes (CRI mounts of xen containers; the daemon's cri/xen_vol.c, agent_vol.c) ----
+ *   VOL_PUT (22)  str key (1..AGENT_MAX_ID_LEN of [A-Za-z0-9_-], the first alphanumeric), u32 flags
+ *                 (AGENT_VOL_*), str chunk (0..AGENT_VOL_CHUNK bytes of the volume's record stream).
+ *                 Reply OK (ERROR when END fails). A stream is BEGIN ... END in consecutive
+ *                 requests of one connection; BEGIN drops an unfinished stream, END applies it to
+ *                 /run/vgpu-agent/vol/<key>/ (a volume that exists is kept unless REPLACE).
+ * The record stream, records back to back, parents before their children:
+ *   u32 type (AGENT_VOL_DIR/FILE/LINK), u32 mode (permission bits, & 0777 applied), u32 path_len,
+ *   path (relative: components of 1..255 bytes, no "", ".", "..", NUL, no leading or double '/'),
+ *   u32 data_len, data (a file's content or a symlink's target; 0 for a directory).
+ * A FILE volume (AGENT_VOL_ISFILE) is one FILE record named "file": its content is rewritten in place
+ * on REPLACE (a bind-mounted file keeps its inode). */
+#define AGENT_VOL_BEGIN 1u
+#define AGENT_VOL_END 2u
+#define AGENT_VOL_REPLACE 4u
+#define AGENT_VOL_ISFILE 8u
+#define AGENT_VOL_FLAGS_ALL 15u
+#define AGENT_VOL_CHUNK (512u << 10)
+#define AGENT_VOL_MAX_BYTES (8u << 20)    /* file contents of one volume */
+#define AGENT_VOL_MAX_ENTRIES 1024u
+#define AGENT_VOL_MAX_PATH 4096u
+#define AGENT_VOL_MAX_DEPTH 32u
+#define AGENT_VOL_MAX_STREAM (AGENT_VOL_MAX_BYTES + AGENT_VOL_MAX_ENTRIES * (16u + 2u * AGENT_VOL_MAX_PATH))
+#define AGENT_VOL_DIR 1u
+#define AGENT_VOL_FILE 2u
+#define AGENT_VOL_LINK 3u
+#define AGENT_VOL_FILE_NAME "file"
+
+/* VOL_PUT; a decoded key is copied (NUL-terminated), the chunk points into the payload. */
+struct agent_vol_put {
+	char key[AGENT_MAX_ID_LEN + 1];
+	uint32_t flags;
+	const uint8_t *data;
+	size_t len;
+};
+int agent_vol_key_ok(const char *key, size_t len);
+/* -EINVAL for a bad key, flags or chunk size. */
+int agent_vol_put_encode(struct agent_buf *b, const char *key, uint32_t flags, const void *data, size_t len);
+/* -EPROTO for anything malformed or trailing bytes. */
+int agent_vol_put_decode(const uint8_t *payload, size_t len, struct agent_vol_put *out);
+
+/* One record of a volume's stream; path and data point into the stream (path not NUL-terminated). */
+struct agent_vol_rec {
+	uint32_t type, mode;
+	const char *path;
+	size_t path_len;
+	const uint8_t *data;
+	size_t data_len;
+};
+/* Is path a valid relative record path (rules above)? */
+int agent_vol_path_ok(const char *path, size_t len);
+/* Append a record to a stream buffer: grows without the payload cap, up to AGENT_VOL_MAX_STREAM
+ * (-EMSGSIZE); -EINVAL for a bad type or path. */
+int agent_vol_rec_put(struct agent_buf *b, const struct agent_vol_rec *rec);
+/* The next record: 1 and *out, 0 at the end, -EPROTO for a malformed record (bad type, path,
+ * a directory with data, a link target empty or with NUL, lengths past the end). */
+int agent_vol_rec_next(struct agent_reader *r, struct agent_vol_rec *out);
 
 #endif

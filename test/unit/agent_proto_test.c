@@ -455,7 +455,7 @@ START_TEST(new_ops_do_not_collide)
 				   AGENT_MSG_CTR_ATTACH_STREAM, AGENT_MSG_STREAM_OPENED, AGENT_MSG_STREAM_STDIN,
 				   AGENT_MSG_STREAM_STDIN_CLOSE, AGENT_MSG_STREAM_STDOUT, AGENT_MSG_STREAM_STDERR,
 				   AGENT_MSG_STREAM_RESIZE, AGENT_MSG_STREAM_EXIT, AGENT_MSG_STREAM_KILL,
-				   AGENT_MSG_STREAM_KEEPALIVE };
+				   AGENT_MSG_STREAM_KEEPALIVE, AGENT_MSG_VOL_PUT };
 	size_t n = sizeof(types) / sizeof(types[0]);
 	for (size_t i = 0; i < n; i++) {
 		struct agent_hdr h = { .type = types[i] }, out;
@@ -620,6 +620,102 @@ START_TEST(stream_opened_and_frames)
 }
 END_TEST
 
+START_TEST(vol_put_round_trip)
+{
+	struct agent_buf b = { 0 };
+	struct agent_vol_put got;
+
+	ck_assert_int_eq(AGENT_MSG_VOL_PUT, 22);
+	ck_assert_int_eq(AGENT_MSG_LAST, AGENT_MSG_VOL_PUT);
+	ck_assert_int_eq(agent_vol_put_encode(&b, "v0123abcd", AGENT_VOL_BEGIN | AGENT_VOL_REPLACE, "abc", 3), 0);
+	ck_assert_int_eq(agent_vol_put_decode(b.data, b.len, &got), 0);
+	ck_assert_str_eq(got.key, "v0123abcd");
+	ck_assert_uint_eq(got.flags, AGENT_VOL_BEGIN | AGENT_VOL_REPLACE);
+	ck_assert_uint_eq(got.len, 3);
+	ck_assert_mem_eq(got.data, "abc", 3);
+	/* every truncation and a trailing byte are refused */
+	for (size_t cut = 0; cut < b.len; cut++)
+		ck_assert_int_eq(agent_vol_put_decode(b.data, cut, &got), -EPROTO);
+	ck_assert_int_eq(agent_put_u32(&b, 0), 0);
+	ck_assert_int_eq(agent_vol_put_decode(b.data, b.len, &got), -EPROTO);
+	agent_buf_free(&b);
+	/* bad keys and flags are refused by both sides */
+	const char *bad_keys[] = { "", "../x", "a/b", ".hidden", "-x", "a b", NULL };
+	for (size_t i = 0; bad_keys[i]; i++) {
+		ck_assert_int_eq(agent_vol_put_encode(&b, bad_keys[i], 0, "", 0), -EINVAL);
+		agent_buf_free(&b);
+		ck_assert_int_eq(agent_put_str(&b, bad_keys[i], strlen(bad_keys[i])), 0);
+		ck_assert_int_eq(agent_put_u32(&b, 0), 0);
+		ck_assert_int_eq(agent_put_str(&b, "", 0), 0);
+		ck_assert_int_eq(agent_vol_put_decode(b.data, b.len, &got), -EPROTO);
+		agent_buf_free(&b);
+	}
+	ck_assert_int_eq(agent_vol_put_encode(&b, "v1", 64, "", 0), -EINVAL);
+	agent_buf_free(&b);
+}
+END_TEST
+
+START_TEST(vol_records_are_checked)
+{
+	struct agent_buf b = { 0 };
+	struct agent_vol_rec in = { .type = AGENT_VOL_DIR, .mode = 0755, .path = "d", .path_len = 1 }, out;
+	struct agent_reader r;
+
+	ck_assert_int_eq(agent_vol_rec_put(&b, &in), 0);
+	in = (struct agent_vol_rec){ .type = AGENT_VOL_FILE, .mode = 04755, .path = "d/f", .path_len = 3,
+				     .data = (const uint8_t *)"hi", .data_len = 2 };
+	ck_assert_int_eq(agent_vol_rec_put(&b, &in), 0);
+	in = (struct agent_vol_rec){ .type = AGENT_VOL_LINK, .path = "l", .path_len = 1,
+				     .data = (const uint8_t *)"/etc/shadow", .data_len = 11 };
+	ck_assert_int_eq(agent_vol_rec_put(&b, &in), 0);
+	r = (struct agent_reader){ b.data, b.len };
+	ck_assert_int_eq(agent_vol_rec_next(&r, &out), 1);
+	ck_assert_uint_eq(out.type, AGENT_VOL_DIR);
+	ck_assert_int_eq(agent_vol_rec_next(&r, &out), 1);
+	ck_assert_uint_eq(out.mode, 0755); /* no setuid bits in the guest */
+	ck_assert_mem_eq(out.data, "hi", 2);
+	ck_assert_int_eq(agent_vol_rec_next(&r, &out), 1);
+	ck_assert_uint_eq(out.type, AGENT_VOL_LINK);
+	ck_assert_int_eq(agent_vol_rec_next(&r, &out), 0);
+	/* a truncated stream ends in an error, never a read past it */
+	for (size_t cut = 1; cut < 16; cut++) {
+		r = (struct agent_reader){ b.data, cut };
+		ck_assert_int_eq(agent_vol_rec_next(&r, &out), -EPROTO);
+	}
+	agent_buf_free(&b);
+	/* paths: relative, no "", ".", "..", no double or trailing slash */
+	const char *bad[] = { "/etc", "..", "a/../b", "a//b", "a/", ".", "a/./b", "", NULL };
+	for (size_t i = 0; bad[i]; i++) {
+		ck_assert_int_eq(agent_vol_path_ok(bad[i], strlen(bad[i])), 0);
+		in = (struct agent_vol_rec){ .type = AGENT_VOL_DIR, .path = bad[i], .path_len = strlen(bad[i]) };
+		ck_assert_int_eq(agent_vol_rec_put(&b, &in), -EINVAL);
+		/* hand-made record with that path: refused by the reader */
+		agent_buf_free(&b);
+		ck_assert_int_eq(agent_put_u32(&b, AGENT_VOL_DIR), 0);
+		ck_assert_int_eq(agent_put_u32(&b, 0755), 0);
+		ck_assert_int_eq(agent_put_str(&b, bad[i], strlen(bad[i])), 0);
+		ck_assert_int_eq(agent_put_str(&b, "", 0), 0);
+		r = (struct agent_reader){ b.data, b.len };
+		ck_assert_int_eq(agent_vol_rec_next(&r, &out), -EPROTO);
+		agent_buf_free(&b);
+	}
+	ck_assert_int_eq(agent_vol_path_ok("..data", 6), 1);
+	ck_assert_int_eq(agent_vol_path_ok("a/..2026_11_29/b", 16), 1);
+	/* a directory with data, an empty link target, an unknown type */
+	const uint32_t types[] = { AGENT_VOL_DIR, AGENT_VOL_LINK, 9 };
+	const char *datas[] = { "x", "", "x" };
+	for (size_t i = 0; i < 3; i++) {
+		ck_assert_int_eq(agent_put_u32(&b, types[i]), 0);
+		ck_assert_int_eq(agent_put_u32(&b, 0644), 0);
+		ck_assert_int_eq(agent_put_str(&b, "n", 1), 0);
+		ck_assert_int_eq(agent_put_str(&b, datas[i], strlen(datas[i])), 0);
+		r = (struct agent_reader){ b.data, b.len };
+		ck_assert_int_eq(agent_vol_rec_next(&r, &out), -EPROTO);
+		agent_buf_free(&b);
+	}
+}
+END_TEST
+
 int main(void)
 {
 	Suite *s = suite_create("agent_proto");
@@ -644,6 +740,8 @@ int main(void)
 		{ "stream_requests", stream_requests_round_trip },
 		{ "stream_bad_requests", stream_requests_out_of_range_are_refused },
 		{ "stream_opened_frames", stream_opened_and_frames },
+		{ "vol_put", vol_put_round_trip },
+		{ "vol_records", vol_records_are_checked },
 	};
 	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
 		TCase *tc = tcase_create(cases[i].name);

@@ -16,7 +16,8 @@
  *   cri-client ... stream exec|attach CID [opts] [CMD...]   -> "CRI stream exit=<n> stdout=.. stderr=.." (cmd_stream)
  *   cri-client ... portforward POD PORT                     -> "CRI portforward <url>"
  * Env: CRI_GPU_MEMORY=<quantity> makes run-pod a GPU pod (vgpu.io/gpu=true, vgpu.io/gpu-memory);
- * CRI_ENV="K=V K=V" adds environment to create; status also prints the pod's "gpu" info as gpu=<json>.
+ * CRI_ENV="K=V K=V" adds environment to create; CRI_MOUNTS="HOST:CTR[:ro][:hostToContainer|:bidirectional] ..."
+ * its mounts; status also prints the pod's "gpu" info as gpu=<json>.
  * Exit 0 on OK; on a gRPC error prints "CRI error <method> code=<n> <details>" and exits 10 + code. */
 #include <grpc/grpc.h>
 #include <grpc/grpc_security.h>
@@ -242,6 +243,35 @@ static int cmd_create(grpc_channel *ch, const char *pod, const char *name, const
 	}
 	cfg.envs = kvp;
 	cfg.n_envs = n_env;
+	/* CRI_MOUNTS="HOST:CTR[:ro][:hostToContainer|:bidirectional] ...": the container's mounts */
+	Runtime__V1__Mount mnt[16], *mntp[16];
+	char mntbuf[2048] = "";
+	const char *mounts = getenv("CRI_MOUNTS");
+	if (mounts)
+		snprintf(mntbuf, sizeof(mntbuf), "%s", mounts);
+	size_t n_mnt = 0;
+	for (char *save = NULL, *tok = strtok_r(mntbuf, " ", &save); tok && n_mnt < 16; tok = strtok_r(NULL, " ", &save)) {
+		char *ctr = strchr(tok, ':');
+		if (!ctr)
+			continue;
+		*ctr++ = '\0';
+		runtime__v1__mount__init(&mnt[n_mnt]);
+		mnt[n_mnt].host_path = tok;
+		mnt[n_mnt].container_path = ctr;
+		for (char *opt = strchr(ctr, ':'); opt; opt = strchr(opt, ':')) {
+			*opt++ = '\0';
+			if (strncmp(opt, "ro", 2) == 0 && (opt[2] == ':' || !opt[2]))
+				mnt[n_mnt].readonly = 1;
+			else if (strncmp(opt, "hostToContainer", 15) == 0)
+				mnt[n_mnt].propagation = RUNTIME__V1__MOUNT_PROPAGATION__PROPAGATION_HOST_TO_CONTAINER;
+			else if (strncmp(opt, "bidirectional", 13) == 0)
+				mnt[n_mnt].propagation = RUNTIME__V1__MOUNT_PROPAGATION__PROPAGATION_BIDIRECTIONAL;
+		}
+		mntp[n_mnt] = &mnt[n_mnt];
+		n_mnt++;
+	}
+	cfg.mounts = mntp;
+	cfg.n_mounts = n_mnt;
 	/* CRI_STDIN=1 (and CRI_STDIN_ONCE=1): a container attach sessions can write to */
 	cfg.stdin = getenv("CRI_STDIN") != NULL;
 	cfg.stdin_once = getenv("CRI_STDIN_ONCE") != NULL;
