@@ -48,12 +48,12 @@ int agent_hdr_decode(const uint8_t in[AGENT_HDR_SIZE], struct agent_hdr *hdr)
 	return 0;
 }
 
-static int buf_reserve(struct agent_buf *b, size_t more)
+int agent_buf_reserve(struct agent_buf *b, size_t more, size_t max)
 {
 	size_t need, cap;
 	uint8_t *data;
 
-	if (__builtin_add_overflow(b->len, more, &need) || need > AGENT_MAX_PAYLOAD)
+	if (__builtin_add_overflow(b->len, more, &need) || need > max)
 		return -EMSGSIZE;
 	if (need <= b->cap)
 		return 0;
@@ -70,7 +70,7 @@ static int buf_reserve(struct agent_buf *b, size_t more)
 
 int agent_put_u32(struct agent_buf *b, uint32_t v)
 {
-	int rc = buf_reserve(b, 4);
+	int rc = agent_buf_reserve(b, 4, AGENT_MAX_PAYLOAD);
 
 	if (rc < 0)
 		return rc;
@@ -85,7 +85,7 @@ int agent_put_str(struct agent_buf *b, const char *s, size_t len)
 
 	if (len > AGENT_MAX_PAYLOAD)
 		return -EMSGSIZE;
-	rc = buf_reserve(b, 4 + len);
+	rc = agent_buf_reserve(b, 4 + len, AGENT_MAX_PAYLOAD);
 	if (rc < 0)
 		return rc;
 	put_le32(b->data + b->len, (uint32_t)len);
@@ -97,7 +97,7 @@ int agent_put_str(struct agent_buf *b, const char *s, size_t len)
 
 int agent_put_bytes(struct agent_buf *b, const void *p, size_t len)
 {
-	int rc = buf_reserve(b, len);
+	int rc = agent_buf_reserve(b, len, AGENT_MAX_PAYLOAD);
 
 	if (rc < 0)
 		return rc;

@@ -123,6 +123,8 @@ int agent_put_str(struct agent_buf *b, const char *s, size_t len);
 /* Raw bytes, no length prefix (text built in a buffer, e.g. log records). */
 int agent_put_bytes(struct agent_buf *b, const void *p, size_t len);
 void agent_buf_free(struct agent_buf *b);
+/* Room for more bytes, the buffer growing by doubling up to max in all: 0, -EMSGSIZE, -ENOMEM. */
+int agent_buf_reserve(struct agent_buf *b, size_t more, size_t max);
 
 /* Readers return 0 or -EPROTO when the payload is too short or a length runs past its end. A
  * string is returned as a pointer into the payload plus its length (not NUL-terminated). */

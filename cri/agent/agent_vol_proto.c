@@ -83,27 +83,6 @@ int agent_vol_path_ok(const char *path, size_t len)
 	return 1;
 }
 
-/* Room for more bytes in a stream buffer: the stream's cap, not the payload's. */
-static int stream_reserve(struct agent_buf *b, size_t more)
-{
-	size_t need, cap;
-	uint8_t *data;
-
-	if (__builtin_add_overflow(b->len, more, &need) || need > AGENT_VOL_MAX_STREAM)
-		return -EMSGSIZE;
-	if (need <= b->cap)
-		return 0;
-	cap = b->cap ? b->cap : 4096;
-	while (cap < need)
-		cap *= 2;
-	data = realloc(b->data, cap);
-	if (!data)
-		return -ENOMEM;
-	b->data = data;
-	b->cap = cap;
-	return 0;
-}
-
 int agent_vol_rec_put(struct agent_buf *b, const struct agent_vol_rec *rec)
 {
 	size_t more;
@@ -116,7 +95,7 @@ int agent_vol_rec_put(struct agent_buf *b, const struct agent_vol_rec *rec)
 	    rec->data_len > AGENT_VOL_MAX_BYTES)
 		return -EINVAL;
 	more = 16 + rec->path_len + rec->data_len;
-	rc = stream_reserve(b, more);
+	rc = agent_buf_reserve(b, more, AGENT_VOL_MAX_STREAM);
 	if (rc < 0)
 		return rc;
 	p = b->data + b->len;
