@@ -27,3 +27,25 @@ stop_daemon() {
 	kill -TERM $daemon_pid
 	wait $daemon_pid || fail "daemon exit status $?"
 }
+# dom0 for scenarios with containers in xen pods and no GPU: loop + blkback (image disks), loopback,
+# the daemon's config (runc and xen handlers, 256 MiB guests).
+setup_xen_containers() {
+	for m in loop xen-blkback; do insmod /lib/modules/$m.ko || fail "insmod $m"; done
+	ip link set lo up
+	mkdir -p /etc/vgpu-cri /var/log/pods /var/log/vgpu
+	cat > /etc/vgpu-cri/config.yaml <<'YAML'
+log_level: info
+gpu:
+  backend: none
+runtime_handlers:
+  runc:
+    type: runc
+  xen:
+    type: xen
+    guest_kernel: /boot/guest-vmlinux.gz
+    guest_initrd: /boot/guest.cpio.gz
+    guest_cmdline: "console=hvc0 rdinit=/sbin/vgpu-agent quiet"
+    guest_memory_mb: 256
+    agent_timeout_s: 240
+YAML
+}

@@ -24,24 +24,7 @@
 # expect: VGPU-XEN STREAM-ENDS-WITH-DOMAIN
 # expect: VGPU-XEN NOTHING-LEFT
 . /vgpu/scenarios/daemon-lib.sh
-for m in loop xen-blkback; do insmod /lib/modules/$m.ko || fail "insmod $m"; done
-ip link set lo up
-mkdir -p /etc/vgpu-cri /var/log/pods /var/log/vgpu
-cat > /etc/vgpu-cri/config.yaml <<'YAML'
-log_level: info
-gpu:
-  backend: none
-runtime_handlers:
-  runc:
-    type: runc
-  xen:
-    type: xen
-    guest_kernel: /boot/guest-vmlinux.gz
-    guest_initrd: /boot/guest.cpio.gz
-    guest_cmdline: "console=hvc0 rdinit=/sbin/vgpu-agent quiet"
-    guest_memory_mb: 256
-    agent_timeout_s: 240
-YAML
+setup_xen_containers
 img=$(cat /vgpu/image-ref)
 start_daemon
 mark DAEMON-UP "pid=$daemon_pid image=$img"
