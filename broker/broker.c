@@ -60,6 +60,7 @@ static void channel_destroy(struct channel *c)
     ht_fini(&c->ht);
     at_fini(&c->at);
     free(c->scratch);
+    broker_stage_drop(c);
     close(c->epfd);
     idm_chan_close(c->ic);
     idm_log(IDM_LOG_DEBUG, "pod %s: channel %llu closed", pod->id, (unsigned long long)c->id);

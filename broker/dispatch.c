@@ -19,14 +19,6 @@
 #define MAX_HOST_SEG (64ull << 30)
 #define SMALL_COPY 65536
 
-struct bmod {
-    void *be;
-    uint32_t nfunc;
-    uint64_t *funcs;
-    uint64_t *globals;
-    uint32_t nglobals, capglobals;
-};
-
 struct bseg {
     uint8_t *p;
     uint64_t size;
@@ -44,6 +36,8 @@ union req {
     struct idm_handle_req h;
     struct idm_seg_copy_req seg;
     struct idm_module_load_req ml;
+    struct idm_module_stage_req ms;
+    struct idm_module_funcs_req mf;
     struct idm_module_global_req mg;
     struct idm_func_attr_req fa;
     struct idm_launch_req launch;
@@ -84,7 +78,7 @@ int broker_get_stream(struct channel *c, uint64_t h, void **s)
     return *s != NULL ? CUDA_SUCCESS : CUDA_ERROR_INVALID_HANDLE;
 }
 
-static uint8_t *scratch(struct channel *c, size_t n)
+uint8_t *broker_scratch(struct channel *c, size_t n)
 {
     if (n + 16 > c->scratch_cap) {
         size_t cap = n + 16 > 4096 ? n + 16 : 4096;
@@ -169,160 +163,6 @@ static int op_mem_info(struct channel *c, struct idm_mem_info_rep *rep)
     return CUDA_SUCCESS;
 }
 
-static void free_func(struct bfunc *f)
-{
-    if (f == NULL)
-        return;
-    free(f->params);
-    free(f->argv);
-    free(f);
-}
-
-static void free_module(struct channel *c, struct bmod *m, bool unload)
-{
-    for (uint32_t i = 0; i < m->nfunc; i++)
-        free_func(ht_remove(&c->ht, m->funcs[i], OBJ_FUNC));
-    for (uint32_t i = 0; i < m->nglobals; i++)
-        (void)at_remove(&c->at, m->globals[i], RANGE_GLOBAL, NULL);
-    if (unload && m->be != NULL)
-        (void)BE(c)->ops->module_unload(BE(c), CTX(c), m->be);
-    free(m->funcs);
-    free(m->globals);
-    free(m);
-}
-
-/* Writes the module reply (functions with their parameter layouts) into body (cap bytes). */
-static int module_reply(struct channel *c, struct bmod *m, struct be_func_info *fi, uint32_t n,
-                        uint8_t *body, size_t cap, size_t *len)
-{
-    size_t off = sizeof(struct idm_module_rep);
-    for (uint32_t i = 0; i < n; i++) {
-        struct bfunc *f = calloc(1, sizeof *f);
-        size_t namelen = strlen(fi[i].name);
-        size_t need = sizeof(struct idm_func_desc) + ((namelen + 7) & ~(size_t)7) +
-                      (size_t)fi[i].nparams * sizeof(struct idm_param_desc);
-        if (f == NULL || off + need > cap) {
-            free(f);
-            return CUDA_ERROR_OUT_OF_MEMORY;
-        }
-        f->be = fi[i].fn;
-        f->nparams = fi[i].nparams;
-        f->params = fi[i].params;
-        fi[i].params = NULL;
-        f->argv = calloc(f->nparams ? f->nparams : 1, sizeof(void *));
-        for (uint32_t k = 0; k < f->nparams; k++)
-            if (f->params[k].offset + f->params[k].size > f->param_size)
-                f->param_size = f->params[k].offset + f->params[k].size;
-        uint64_t h = f->argv ? ht_insert(&c->ht, OBJ_FUNC, f) : 0;
-        if (h == 0) {
-            free_func(f);
-            return CUDA_ERROR_OUT_OF_MEMORY;
-        }
-        m->funcs[m->nfunc++] = h;
-        struct idm_func_desc d = { h, f->nparams, (uint32_t)namelen };
-        memcpy(body + off, &d, sizeof d);
-        off += sizeof d;
-        memset(body + off, 0, (namelen + 7) & ~(size_t)7);
-        memcpy(body + off, fi[i].name, namelen);
-        off += (namelen + 7) & ~(size_t)7;
-        memcpy(body + off, f->params, (size_t)f->nparams * sizeof *f->params);
-        off += (size_t)f->nparams * sizeof *f->params;
-    }
-    *len = off;
-    return CUDA_SUCCESS;
-}
-
-/* Images in a host segment may be this big (a cuBLAS library is ~8 MiB). */
-#define MAX_MODULE_IMAGE (1ull << 30)
-#define SCRATCH_KEEP (16u << 20)
-
-static int op_module_load(struct channel *c, const union req *u, const uint8_t *payload,
-                          size_t payload_max, uint8_t *body, size_t cap, size_t *len)
-{
-    uint64_t n = u->ml.len;
-    const uint8_t *src = payload;
-    if (u->ml.seg != 0) {
-        const struct bseg *sg = ht_get(&c->ht, u->ml.seg, OBJ_SEG);
-        uint64_t end;
-        if (sg == NULL)
-            return CUDA_ERROR_INVALID_HANDLE;
-        if (n > MAX_MODULE_IMAGE || __builtin_add_overflow(u->ml.seg_off, n, &end) ||
-            end > sg->size)
-            return CUDA_ERROR_INVALID_VALUE;
-        src = sg->p + u->ml.seg_off;
-    } else if (n > payload_max) {
-        return -EPROTO;
-    }
-    if (n == 0)
-        return CUDA_ERROR_INVALID_IMAGE;
-    uint8_t *img = scratch(c, n + 1);
-    if (img == NULL)
-        return CUDA_ERROR_OUT_OF_MEMORY;
-    memcpy(img, src, n); /* private copy: the JIT must not parse client-writable memory */
-    img[n] = 0;
-    struct bmod *m = calloc(1, sizeof *m);
-    if (m == NULL)
-        return CUDA_ERROR_OUT_OF_MEMORY;
-    int rc = BE(c)->ops->module_load(BE(c), CTX(c), img, n, &m->be);
-    struct be_func_info *fi = NULL;
-    uint32_t nf = 0;
-    if (rc == CUDA_SUCCESS)
-        rc = BE(c)->ops->module_functions(BE(c), CTX(c), m->be, &fi, &nf);
-    if (rc == CUDA_SUCCESS && (m->funcs = calloc(nf ? nf : 1, sizeof *m->funcs)) == NULL)
-        rc = CUDA_ERROR_OUT_OF_MEMORY;
-    if (rc == CUDA_SUCCESS)
-        rc = module_reply(c, m, fi, nf, body, cap, len);
-    be_funcs_free(fi, nf);
-    uint64_t h = rc == CUDA_SUCCESS ? ht_insert(&c->ht, OBJ_MODULE, m) : 0;
-    if (h == 0) {
-        free_module(c, m, true);
-        return rc != CUDA_SUCCESS ? rc : CUDA_ERROR_OUT_OF_MEMORY;
-    }
-    struct idm_module_rep r = { h, nf, 0 };
-    memcpy(body, &r, sizeof r);
-    if (c->scratch_cap > SCRATCH_KEEP) { /* a big image: do not keep its copy's memory */
-        free(c->scratch);
-        c->scratch = NULL;
-        c->scratch_cap = 0;
-    }
-    return CUDA_SUCCESS;
-}
-
-static int op_module_global(struct channel *c, const union req *u, const uint8_t *payload,
-                            size_t payload_max, struct idm_module_global_rep *rep)
-{
-    char name[256];
-    if (u->mg.namelen > payload_max)
-        return -EPROTO;
-    if (u->mg.namelen == 0 || u->mg.namelen >= sizeof name)
-        return CUDA_ERROR_INVALID_VALUE;
-    struct bmod *m = ht_get(&c->ht, u->mg.module, OBJ_MODULE);
-    if (m == NULL)
-        return CUDA_ERROR_INVALID_HANDLE;
-    memcpy(name, payload, u->mg.namelen);
-    name[u->mg.namelen] = 0;
-    uint64_t dptr, size;
-    int rc = BE(c)->ops->module_global(BE(c), CTX(c), m->be, name, &dptr, &size);
-    if (rc != CUDA_SUCCESS)
-        return rc;
-    if (at_find(&c->at, dptr, size ? size : 1) == NULL && size > 0) {
-        if (m->nglobals == m->capglobals) {
-            uint32_t ncap = m->capglobals ? m->capglobals * 2 : 4;
-            void *p = realloc(m->globals, ncap * sizeof *m->globals);
-            if (p == NULL)
-                return CUDA_ERROR_OUT_OF_MEMORY;
-            m->globals = p;
-            m->capglobals = ncap;
-        }
-        if (at_insert(&c->at, dptr, size, RANGE_GLOBAL) < 0)
-            return CUDA_ERROR_OUT_OF_MEMORY;
-        m->globals[m->nglobals++] = dptr;
-    }
-    rep->dptr = dptr;
-    rep->size = size;
-    return CUDA_SUCCESS;
-}
-
 /* Launch attributes that carry only values (no pointer, event or graph handle) may pass:
  * cooperative, synchronization policy, cluster dimension and scheduling policy, programmatic
  * stream serialization, priority, memory sync domain (map), preferred cluster dimension, shared
@@ -354,7 +194,7 @@ static int op_launch(struct channel *c, uint16_t op, const union req *u, const u
     int rc = broker_get_stream(c, l->stream, &s);
     if (rc != CUDA_SUCCESS)
         return rc;
-    uint8_t *buf = scratch(c, l->param_len);
+    uint8_t *buf = broker_scratch(c, l->param_len);
     if (buf == NULL)
         return CUDA_ERROR_OUT_OF_MEMORY;
     memcpy(buf, payload, l->param_len);
@@ -510,7 +350,7 @@ static int handle_mem(struct channel *c, const struct idm_msg *hdr, const union 
         if (u->htod.len <= SMALL_COPY) {
             /* Small copies: from private pageable memory the driver takes its fast path
              * (measured: faster than a synchronous copy from the pinned ring). */
-            uint8_t *buf = scratch(c, u->htod.len);
+            uint8_t *buf = broker_scratch(c, u->htod.len);
             if (buf == NULL)
                 return CUDA_ERROR_OUT_OF_MEMORY;
             memcpy(buf, payload, u->htod.len);
@@ -567,20 +407,6 @@ static int handle_exec(struct channel *c, const struct idm_msg *hdr, const union
     void *ctx = CTX(c), *s, *e, *e2;
     int rc;
     switch (hdr->op) {
-    case IDM_OP_MODULE_LOAD:
-        return op_module_load(c, u, payload, payload_max, body, cap, rlen);
-    case IDM_OP_MODULE_UNLOAD: {
-        struct bmod *m = ht_remove(&c->ht, u->h.handle, OBJ_MODULE);
-        if (m == NULL)
-            return CUDA_ERROR_INVALID_HANDLE;
-        rc = be->ops->module_unload(be, ctx, m->be);
-        m->be = NULL;
-        free_module(c, m, false);
-        return rc;
-    }
-    case IDM_OP_MODULE_GLOBAL:
-        return op_module_global(c, u, payload, payload_max,
-                                (struct idm_module_global_rep *)body);
     case IDM_OP_FUNC_GET_ATTR:
     case IDM_OP_FUNC_SET_ATTR: {
         struct bfunc *f = ht_get(&c->ht, u->fa.func, OBJ_FUNC);
@@ -655,6 +481,9 @@ static int handle(struct channel *c, const struct idm_msg *hdr, const union req 
 {
     if (hdr->op <= IDM_OP_SEG_COPY)
         return handle_mem(c, hdr, u, payload, payload_max, body, cap, rlen);
+    if ((hdr->op >= IDM_OP_MODULE_LOAD && hdr->op <= IDM_OP_MODULE_GLOBAL) ||
+        hdr->op == IDM_OP_MODULE_STAGE || hdr->op == IDM_OP_MODULE_FUNCS)
+        return broker_dispatch_module(c, hdr->op, u, payload, payload_max, body, cap, rlen);
     if (hdr->op >= IDM_OP_MEM_ALLOC_ASYNC && hdr->op != IDM_OP_LAUNCH_EX)
         return broker_dispatch_ext(c, hdr->op, u, body);
     return handle_exec(c, hdr, u, payload, payload_max, body, cap, rlen);
@@ -692,7 +521,7 @@ int broker_dispatch(struct channel *c, const struct idm_msg *hdr, const uint8_t 
     size_t need = 0;
     if (want_reply) {
         need = REP_HDR + info->rep_size;
-        if (hdr->op == IDM_OP_MODULE_LOAD)
+        if (hdr->op == IDM_OP_MODULE_LOAD || hdr->op == IDM_OP_MODULE_FUNCS)
             need = ic->max_msg;
         else if (hdr->op == IDM_OP_DTOH && u.dtoh.len <= ic->max_msg - need)
             need += u.dtoh.len;
@@ -723,7 +552,7 @@ int broker_dispatch(struct channel *c, const struct idm_msg *hdr, const uint8_t 
     uint64_t t0 = waits_on_gpu(hdr->op) || BE(c)->ops->is_soft ? idm_now_ns() : 0;
     int rc = handle(c, hdr, &u, payload, payload_max, body, cap, &rlen);
     if (rc == CUDA_SUCCESS && info->async && (hdr->flags & IDM_F_SYNC) &&
-        hdr->op != IDM_OP_HTOD && hdr->op != IDM_OP_SEG_COPY) {
+        hdr->op != IDM_OP_HTOD && hdr->op != IDM_OP_SEG_COPY && hdr->op != IDM_OP_MODULE_STAGE) {
         /* the synchronous variant of an asynchronous operation: done when we reply */
         void *s = NULL;
         uint64_t sh = hdr->op == IDM_OP_DTOD             ? u.dtod.stream
@@ -808,7 +637,7 @@ void broker_channel_release_objects(struct channel *c)
                 continue;
             uint64_t h = ((uint64_t)c->ht.salt << 48) | ((uint64_t)e->gen << 32) | (i + 1);
             if (pass == 0 && e->type == OBJ_MODULE) {
-                free_module(c, ht_remove(&c->ht, h, OBJ_MODULE), true);
+                broker_free_module(c, ht_remove(&c->ht, h, OBJ_MODULE), true);
             } else if (pass == 1) {
                 int type = e->type;
                 void *obj = ht_remove(&c->ht, h, type);
@@ -819,7 +648,7 @@ void broker_channel_release_objects(struct channel *c)
                 else if (type == OBJ_SEG)
                     free_seg(c, obj);
                 else if (type == OBJ_FUNC)
-                    free_func(obj);
+                    broker_free_func(obj);
                 else if (type == OBJ_GRAPH && be->ops->graph_destroy != NULL)
                     (void)be->ops->graph_destroy(be, ctx, obj);
                 else if (type == OBJ_GRAPH_EXEC && be->ops->graph_exec_destroy != NULL)

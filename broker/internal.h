@@ -93,6 +93,8 @@ struct channel {
     bool rings_registered;
     uint8_t *scratch;
     size_t scratch_cap;
+    uint8_t *stage; /* MODULE_STAGE: the image being sent in chunks (dispatch_module.c) */
+    uint64_t stage_cap, stage_len, stage_total;
     struct chan_stats st;
     struct channel *next, *prev;
 };
@@ -161,11 +163,23 @@ struct bfunc {
     uint32_t param_size;
     struct idm_param_desc *params;
     void **argv;
+    char *name;
 };
 /* dispatch.c helpers shared with dispatch_ext.c */
 int broker_get_stream(struct channel *c, uint64_t h, void **s);
 int broker_quota_take(struct pod *pod, uint64_t size);
 void broker_quota_give(struct pod *pod, uint64_t size);
+/* The channel's private buffer of at least n bytes (grown; valid until the next call). */
+uint8_t *broker_scratch(struct channel *c, size_t n);
+/* dispatch_module.c: MODULE_LOAD/UNLOAD/GLOBAL/STAGE/FUNCS (same convention as broker_dispatch's
+ * handlers: a CUresult, or < 0 to close the channel). */
+struct bmod;
+int broker_dispatch_module(struct channel *c, uint16_t op, const void *req, const uint8_t *payload,
+                           size_t payload_max, uint8_t *body, size_t cap, size_t *rlen);
+void broker_free_module(struct channel *c, struct bmod *m, bool unload);
+void broker_free_func(struct bfunc *f);
+/* Drops a staged image (also when the channel closes). */
+void broker_stage_drop(struct channel *c);
 /* dispatch_ext.c: operations from MEM_ALLOC_ASYNC on; req points at the copied request body. */
 int broker_dispatch_ext(struct channel *c, uint16_t op, const void *req, uint8_t *body);
 

@@ -40,7 +40,7 @@ void idm_log(int level, const char *fmt, ...) __attribute__((format(printf, 2, 3
 /* ---- protocol ---- */
 
 #define IDM_MAGIC 0x4d444956u /* "VIDM" */
-#define IDM_PROTO_VERSION 2u
+#define IDM_PROTO_VERSION 3u
 #define IDM_ATTR_MAX 256
 #define IDM_POD_ID_MAX 64
 #define IDM_NAME_MAX 256
@@ -89,12 +89,21 @@ struct idm_seg_copy_req {
     uint64_t seg; uint64_t seg_off; uint64_t dptr; uint64_t len; uint64_t stream;
     uint32_t dir; uint32_t pad;
 };
-/* MODULE_LOAD: payload = image (len bytes). Reply: idm_module_rep then nfunc entries, each
- * idm_func_desc, then namelen bytes (padded to 8), then nparams idm_param_desc. */
-/* The image inline (seg 0), or, for images too big for a message, in a registered host segment
- * (HOST_REG) at seg_off: the broker copies it out before parsing it. */
-struct idm_module_load_req { uint64_t len; uint64_t seg; uint64_t seg_off; };
-struct idm_module_rep { uint64_t module; uint32_t nfunc; uint32_t pad; };
+/* MODULE_LOAD: the image inline (payload = len bytes, staged 0) or, when it does not fit in one
+ * message, sent before in MODULE_STAGE chunks (staged 1: the broker loads what it staged, which
+ * must be exactly len bytes). Reply: idm_module_rep then nrep of the module's nfunc functions,
+ * each idm_func_desc, then namelen bytes (padded to 8), then nparams idm_param_desc; when nrep <
+ * nfunc the rest come with MODULE_FUNCS (a reply holds at most one message). */
+struct idm_module_load_req { uint64_t len; uint32_t staged; uint32_t pad; };
+struct idm_module_rep { uint64_t module; uint32_t nfunc; uint32_t nrep; };
+/* MODULE_STAGE (asynchronous): bytes [off, off + len) of an image of total bytes, payload len
+ * bytes. off 0 starts a new image (dropping one not loaded); chunks come in order; the broker
+ * copies them into memory of its own (up to IDM_MODULE_STAGE_MAX) and drops them at the load. */
+struct idm_module_stage_req { uint64_t total; uint64_t off; uint64_t len; uint64_t pad; };
+#define IDM_MODULE_STAGE_MAX (512ull << 20)
+/* MODULE_FUNCS: a loaded module's functions from index first on, as in the MODULE_LOAD reply. */
+struct idm_module_funcs_req { uint64_t module; uint32_t first; uint32_t pad; };
+#define IDM_FUNC_NAME_MAX 4096u
 struct idm_func_desc { uint64_t handle; uint32_t nparams; uint32_t namelen; };
 struct idm_param_desc { uint32_t offset; uint32_t size; };
 struct idm_module_global_req { uint64_t module; uint32_t namelen; uint32_t pad; };
@@ -207,7 +216,9 @@ struct idm_tensor_map_rep { uint8_t map[128]; };
     X(GRAPH, 37, idm_graph_req, idm_u64_rep, 0, 0)                                          \
     X(GRAPH_LAUNCH, 38, idm_graph_launch_req, idm_empty, 1, 0)                              \
     X(LAUNCH_EX, 39, idm_launch_ex_req, idm_empty, 1, 1)                                    \
-    X(TENSOR_MAP, 40, idm_tensor_map_req, idm_tensor_map_rep, 0, 0)
+    X(TENSOR_MAP, 40, idm_tensor_map_req, idm_tensor_map_rep, 0, 0)                         \
+    X(MODULE_STAGE, 41, idm_module_stage_req, idm_empty, 1, 1)                              \
+    X(MODULE_FUNCS, 42, idm_module_funcs_req, idm_module_rep, 0, 0)
 
 enum idm_op {
 #define IDM_X_ENUM(name, id, rq, rp, as, pl) IDM_OP_##name = id,

@@ -123,6 +123,19 @@ int idm_local_listen(const char *path, int *fd_out, struct idm_err *err)
     return 0;
 }
 
+/* $VGPU_IDM_MAX_MSG (a TEST KNOB, read by the broker): the largest message of local channels, so
+ * that the paths for big images and long function lists (which the Xen transport's 256 KiB
+ * messages take) run on a real GPU without Xen and in CI. 1024 .. IDM_MAX_MSG, multiple of 16. */
+static uint32_t local_max_msg(void)
+{
+    const char *e = getenv("VGPU_IDM_MAX_MSG");
+    char *end;
+    unsigned long v = e != NULL ? strtoul(e, &end, 10) : 0;
+    if (e == NULL || *e == '\0' || *end != '\0' || v < 1024 || v > IDM_MAX_MSG || v % 16 != 0)
+        return IDM_MAX_MSG;
+    return (uint32_t)v;
+}
+
 static int make_shm(struct idm_chan *ch, struct idm_err *err)
 {
     struct idm_hello *h = &ch->hello;
@@ -131,7 +144,7 @@ static int make_shm(struct idm_chan *ch, struct idm_err *err)
     h->rep_off = h->req_off + h->req_size;
     h->rep_size = IDM_REP_RING_SIZE;
     h->shm_size = h->rep_off + h->rep_size;
-    h->max_msg = IDM_MAX_MSG;
+    h->max_msg = local_max_msg();
     ch->shm_fd = memfd_create("vgpu-idm", MFD_CLOEXEC | MFD_ALLOW_SEALING);
     if (ch->shm_fd < 0)
         return idm_err_set(err, -errno, "memfd_create: %s", strerror(errno));

@@ -45,6 +45,8 @@ static void do_init(void)
         path = DEFAULT_SOCKET;
     /* xen pods: granted pages + event channel to the broker in dom0 (no fd passing) */
     shim.xen = transport != NULL && strcmp(transport, "xen") == 0;
+    const char *plain = getenv("VGPU_SHIM_PLAIN_HOST");
+    shim.plain_host = shim.xen || (plain != NULL && strcmp(plain, "1") == 0);
     int crc = shim.xen ? idm_xen_connect(getenv("VGPU_XEN_DIR"), 0, &shim.ch, &err)
                        : idm_local_connect(path, &shim.ch, &err);
     if (crc < 0) {
@@ -127,7 +129,7 @@ CUresult shim_wait_locked(uint64_t seq, void *rep, size_t rep_size, void *data, 
     return r.result;
 }
 
-static CUresult post_locked(uint16_t op, uint16_t flags, const void *req, size_t req_size,
+CUresult shim_post_locked(uint16_t op, uint16_t flags, const void *req, size_t req_size,
                             const void *payload, size_t plen, uint64_t *seq)
 {
     if (shim.dead)
@@ -148,7 +150,7 @@ CUresult shim_call(uint16_t op, const void *req, size_t req_size, const void *pa
 {
     uint64_t seq;
     pthread_mutex_lock(&shim.lock);
-    CUresult r = post_locked(op, 0, req, req_size, payload, plen, &seq);
+    CUresult r = shim_post_locked(op, 0, req, req_size, payload, plen, &seq);
     if (r == CUDA_SUCCESS)
         r = shim_wait_locked(seq, rep, rep_size, NULL, 0);
     pthread_mutex_unlock(&shim.lock);
@@ -164,7 +166,7 @@ CUresult shim_post(uint16_t op, uint16_t flags, const void *req, size_t req_size
 {
     uint64_t seq;
     pthread_mutex_lock(&shim.lock);
-    CUresult r = post_locked(op, flags, req, req_size, payload, plen, &seq);
+    CUresult r = shim_post_locked(op, flags, req, req_size, payload, plen, &seq);
     if (r == CUDA_SUCCESS && (flags & IDM_F_SYNC))
         r = shim_wait_locked(seq, NULL, 0, NULL, 0);
     pthread_mutex_unlock(&shim.lock);

@@ -65,12 +65,13 @@ static void free_mod(struct shim_mod *m)
     free(m);
 }
 
-/* Parses the MODULE_LOAD reply body (after struct idm_module_rep). */
-static CUresult parse_funcs(struct shim_mod *m, const uint8_t *p, size_t len, uint32_t n)
+/* Parses n function entries of a MODULE_LOAD or MODULE_FUNCS reply body (after struct
+ * idm_module_rep) into m->funcs (room for every function of the module). */
+static CUresult parse_funcs(struct shim_mod *m, const uint8_t *p, size_t len, uint32_t n,
+                            uint32_t total)
 {
-    m->funcs = calloc(n ? n : 1, sizeof *m->funcs);
-    if (m->funcs == NULL)
-        return CUDA_ERROR_OUT_OF_MEMORY;
+    if (n > total - m->nfunc)
+        return CUDA_ERROR_UNKNOWN;
     size_t off = 0;
     for (uint32_t i = 0; i < n; i++) {
         struct idm_func_desc d;
@@ -80,7 +81,7 @@ static CUresult parse_funcs(struct shim_mod *m, const uint8_t *p, size_t len, ui
         off += sizeof d;
         size_t nl = ((size_t)d.namelen + 7) & ~(size_t)7;
         size_t pl = (size_t)d.nparams * sizeof(struct idm_param_desc);
-        if (d.namelen > 4096 || d.nparams > 65536 || len - off < nl + pl)
+        if (d.namelen > IDM_FUNC_NAME_MAX || d.nparams > 65536 || len - off < nl + pl)
             return CUDA_ERROR_UNKNOWN;
         struct shim_func *f = &m->funcs[m->nfunc++];
         f->magic = SHIM_FUNC_MAGIC;
@@ -105,8 +106,50 @@ static CUresult parse_funcs(struct shim_mod *m, const uint8_t *p, size_t len, ui
     return CUDA_SUCCESS;
 }
 
-CUresult cuMemHostAlloc(void **pp, size_t bytesize, unsigned int flags);
-CUresult cuMemFreeHost(void *p);
+/* For $VGPU_SHIM_STATS (written under shim.lock). */
+static uint64_t stat_images, stat_staged, stat_image_max, stat_func_pages;
+
+__attribute__((destructor)) static void print_module_stats(void)
+{
+    const char *e = getenv("VGPU_SHIM_STATS");
+    if (e == NULL || strcmp(e, "1") != 0 || stat_images == 0)
+        return;
+    fprintf(stderr, "libvgpu stats: module images %lu (staged in chunks %lu, largest %lu bytes), "
+            "extra function-list replies %lu\n", (unsigned long)stat_images,
+            (unsigned long)stat_staged, (unsigned long)stat_image_max,
+            (unsigned long)stat_func_pages);
+}
+
+/* With shim.lock held: MODULE_LOAD of the image, inline or (too big for a message) staged in
+ * chunks first; the reply (at most cap bytes) lands in rep. The chunks and the load are written
+ * under one hold of the lock, so two threads' images never interleave. */
+static CUresult load_locked(const void *image, size_t len, uint8_t *rep, size_t cap)
+{
+    struct idm_module_load_req req = { len, 0, 0 };
+    size_t chunk = (shim.ch->max_msg - sizeof(struct idm_msg) -
+                    sizeof(struct idm_module_stage_req) - 64) & ~(size_t)15;
+    uint64_t seq;
+    CUresult r = CUDA_SUCCESS;
+    stat_images++;
+    if (len > stat_image_max)
+        stat_image_max = len;
+    if (len + 256 > shim.ch->max_msg) {
+        req.staged = 1;
+        stat_staged++;
+        for (size_t off = 0; off < len && r == CUDA_SUCCESS; off += chunk) {
+            size_t n = len - off < chunk ? len - off : chunk;
+            struct idm_module_stage_req sr = { len, off, n, 0 };
+            r = shim_post_locked(IDM_OP_MODULE_STAGE, 0, &sr, sizeof sr,
+                                 (const uint8_t *)image + off, n, &seq);
+        }
+    }
+    if (r == CUDA_SUCCESS)
+        r = shim_post_locked(IDM_OP_MODULE_LOAD, 0, &req, sizeof req, req.staged ? NULL : image,
+                             req.staged ? 0 : len, &seq);
+    if (r == CUDA_SUCCESS)
+        r = shim_wait_locked(seq, rep, cap, NULL, 0);
+    return r;
+}
 
 static CUresult load(struct shim_mod **out, const void *image)
 {
@@ -116,57 +159,49 @@ static CUresult load(struct shim_mod **out, const void *image)
     size_t len = image_size(&image);
     if (len == 0)
         return CUDA_ERROR_INVALID_IMAGE;
-    /* Too big for a message (cuBLAS's libraries are ~8 MiB): through a host segment. */
-    void *seg = NULL;
-    struct idm_module_load_req req = { len, 0, 0 };
-    if (len + 256 > shim.ch->max_msg && shim.xen) {
-        /* segments need fd passing, which the Xen transport has not (docs/gpu-path.md) */
-        shim_unsupported("cuModuleLoad* of an image larger than a message over the Xen transport");
-        return CUDA_ERROR_NOT_SUPPORTED;
-    }
-    if (len + 256 > shim.ch->max_msg) {
-        CUresult r = cuMemHostAlloc(&seg, len, 0);
-        if (r != CUDA_SUCCESS)
-            return r;
-        memcpy(seg, image, len);
-        pthread_mutex_lock(&shim.lock);
-        struct shim_seg *sg = shim_find_seg_locked(seg, len);
-        req.seg = sg != NULL ? sg->handle : 0;
-        pthread_mutex_unlock(&shim.lock);
-        if (req.seg == 0) {
-            (void)cuMemFreeHost(seg);
-            return CUDA_ERROR_OUT_OF_MEMORY;
-        }
-    }
+    if (len > IDM_MODULE_STAGE_MAX)
+        return CUDA_ERROR_OUT_OF_MEMORY;
     struct shim_mod *m = calloc(1, sizeof *m);
     uint8_t *rep = malloc(shim.ch->max_msg);
     if (m == NULL || rep == NULL) {
         free(m);
         free(rep);
-        if (seg != NULL)
-            (void)cuMemFreeHost(seg);
         return CUDA_ERROR_OUT_OF_MEMORY;
     }
     size_t cap = shim.ch->max_msg - sizeof(struct idm_msg) - sizeof(struct idm_rep);
-    CUresult r = shim_call(IDM_OP_MODULE_LOAD, &req, sizeof req, seg != NULL ? NULL : image,
-                           seg != NULL ? 0 : len, rep, cap);
-    if (seg != NULL)
-        (void)cuMemFreeHost(seg);
+    pthread_mutex_lock(&shim.lock);
+    CUresult r = load_locked(image, len, rep, cap);
+    pthread_mutex_unlock(&shim.lock);
+    struct idm_module_rep mr = { 0 };
     if (r == CUDA_SUCCESS) {
-        struct idm_module_rep mr;
         memcpy(&mr, rep, sizeof mr);
         m->magic = SHIM_MOD_MAGIC;
         m->handle = mr.module;
-        r = parse_funcs(m, rep + sizeof mr, cap - sizeof mr, mr.nfunc);
-        if (r != CUDA_SUCCESS) {
-            struct idm_handle_req u = { m->handle };
-            (void)shim_call(IDM_OP_MODULE_UNLOAD, &u, sizeof u, NULL, 0, NULL, 0);
-            free_mod(m);
-            m = NULL;
-        }
-    } else {
+        m->funcs = calloc(mr.nfunc ? mr.nfunc : 1, sizeof *m->funcs);
+        r = m->funcs == NULL ? CUDA_ERROR_OUT_OF_MEMORY
+                             : parse_funcs(m, rep + sizeof mr, cap - sizeof mr, mr.nrep, mr.nfunc);
+    }
+    /* The rest of the functions, a reply at a time. */
+    while (r == CUDA_SUCCESS && m->nfunc < mr.nfunc) {
+        struct idm_module_funcs_req fr = { m->handle, m->nfunc, 0 };
+        struct idm_module_rep pr;
+        r = shim_call(IDM_OP_MODULE_FUNCS, &fr, sizeof fr, NULL, 0, rep, cap);
+        pthread_mutex_lock(&shim.lock);
+        stat_func_pages++;
+        pthread_mutex_unlock(&shim.lock);
+        if (r != CUDA_SUCCESS)
+            break;
+        memcpy(&pr, rep, sizeof pr);
+        r = pr.module != m->handle || pr.nfunc != mr.nfunc || pr.nrep == 0
+                ? CUDA_ERROR_UNKNOWN
+                : parse_funcs(m, rep + sizeof pr, cap - sizeof pr, pr.nrep, mr.nfunc);
+    }
+    if (r != CUDA_SUCCESS && m->magic == SHIM_MOD_MAGIC) {
+        struct idm_handle_req u = { m->handle };
+        (void)shim_call(IDM_OP_MODULE_UNLOAD, &u, sizeof u, NULL, 0, NULL, 0);
+        free_mod(m);
+    } else if (r != CUDA_SUCCESS) {
         free(m);
-        m = NULL;
     }
     free(rep);
     if (r == CUDA_SUCCESS)

@@ -413,7 +413,7 @@ SHIM_API CUresult cuMemHostAlloc(void **pp, size_t bytesize, unsigned int flags)
     if (pp == NULL || bytesize == 0)
         return CUDA_ERROR_INVALID_VALUE;
     size_t page = (size_t)sysconf(_SC_PAGESIZE), size = (bytesize + page - 1) & ~(page - 1);
-    if (shim.xen)
+    if (shim.plain_host)
         return host_alloc_plain(pp, size);
     int fd = memfd_create("vgpu-pinned", MFD_CLOEXEC | MFD_ALLOW_SEALING);
     if (fd < 0)

@@ -59,6 +59,10 @@ struct shim_state {
     bool dead;
     struct shim_seg *segs;
     bool xen; /* Xen transport: no fd passing, so no shared host segments (set once by cuInit) */
+    /* No shared host segments: page-locked host memory is plain memory and copies go through the
+     * rings (always on Xen; $VGPU_SHIM_PLAIN_HOST=1, a TEST KNOB, does the same on the local
+     * transport so that a real GPU runs the Xen transport's host-memory path). */
+    bool plain_host;
 };
 
 extern struct shim_state shim;
@@ -79,6 +83,9 @@ CUresult shim_call(uint16_t op, const void *req, size_t req_size, const void *pa
 /* Asynchronous call: written to the ring, no waiting. flags may add IDM_F_SYNC (then waits). */
 CUresult shim_post(uint16_t op, uint16_t flags, const void *req, size_t req_size,
                    const void *payload, size_t plen);
+/* With shim.lock held: write one request (no waiting); *seq is its sequence number. */
+CUresult shim_post_locked(uint16_t op, uint16_t flags, const void *req, size_t req_size,
+                          const void *payload, size_t plen, uint64_t *seq);
 /* With shim.lock held: wait for the reply to seq, copy its body, release it. */
 CUresult shim_wait_locked(uint64_t seq, void *rep, size_t rep_size, void *data, size_t data_len);
 uint64_t shim_stream(CUstream s);

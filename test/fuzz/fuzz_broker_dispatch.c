@@ -207,12 +207,14 @@ static void drain_replies(struct harness *h)
 				memcpy(&v, body, sizeof v);
 				CHECK(v <= blen - sizeof(struct idm_dtoh_rep));
 				break;
-			case IDM_OP_MODULE_LOAD: {
+			case IDM_OP_MODULE_LOAD:
+			case IDM_OP_MODULE_FUNCS: {
 				struct idm_module_rep mr;
 				memcpy(&mr, body, sizeof mr);
 				remember(h, mr.module);
+				CHECK(mr.nrep <= mr.nfunc);
 				size_t off = sizeof mr;
-				for (uint32_t i = 0; i < mr.nfunc; i++) {
+				for (uint32_t i = 0; i < mr.nrep; i++) {
 					struct idm_func_desc d;
 					CHECK(off + sizeof d <= blen);
 					memcpy(&d, body + off, sizeof d);

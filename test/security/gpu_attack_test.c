@@ -325,18 +325,6 @@ static void test_sizes(void)
     EXPECT_EQ(call(b, IDM_OP_SEG_COPY, IDM_F_SYNC, &sc, sizeof sc, NULL, 0, NULL, 0), OK);
     sc.dir = 7;
     EXPECT_EQ(call(b, IDM_OP_SEG_COPY, IDM_F_SYNC, &sc, sizeof sc, NULL, 0, NULL, 0), INVALID_VALUE);
-    /* module images in a segment (big modules): offsets and lengths checked, handles too */
-    uint8_t mrep[64];
-    struct idm_module_load_req ml = { 100, h.handle, UINT64_MAX - 10 };
-    EXPECT_EQ(call(b, IDM_OP_MODULE_LOAD, 0, &ml, sizeof ml, NULL, 0, mrep, sizeof mrep), INVALID_VALUE);
-    ml.seg_off = 65536 - 8;
-    EXPECT_EQ(call(b, IDM_OP_MODULE_LOAD, 0, &ml, sizeof ml, NULL, 0, mrep, sizeof mrep), INVALID_VALUE);
-    ml.seg_off = 0;
-    ml.len = 1ull << 40;
-    EXPECT_EQ(call(b, IDM_OP_MODULE_LOAD, 0, &ml, sizeof ml, NULL, 0, mrep, sizeof mrep), INVALID_VALUE);
-    ml.len = 100;
-    ml.seg = h.handle ^ (1ull << 40); /* forged */
-    EXPECT_EQ(call(b, IDM_OP_MODULE_LOAD, 0, &ml, sizeof ml, NULL, 0, mrep, sizeof mrep), INVALID_HANDLE);
     EXPECT_EQ(handle_op(b, IDM_OP_HOST_UNREG, h.handle), OK);
     /* an HTOD that claims more bytes than it carries is a protocol violation: channel closed */
     struct idm_htod_req lie = { pb, 0, 1 << 20, 0 };
@@ -597,6 +585,92 @@ static uint64_t load_function(struct idm_chan *ch, const char *name)
     return found;
 }
 
+/* Module images too big for a message come in MODULE_STAGE chunks: order, sizes and the limit
+ * are checked, what one channel staged is not another's, and the function list of a module comes
+ * a reply at a time (MODULE_FUNCS) with its handles checked. */
+static void test_staged_modules(void)
+{
+    quiesce();
+    struct idm_chan *a = conn(path_a), *c = conn(path_c);
+    uint8_t junk[64] = "junk", mrep[64];
+    struct idm_module_stage_req st = { IDM_MODULE_STAGE_MAX + 1, 0, sizeof junk, 0 };
+    EXPECT_EQ(call(a, IDM_OP_MODULE_STAGE, IDM_F_SYNC, &st, sizeof st, junk, sizeof junk, NULL, 0),
+              INVALID_VALUE);
+    st.total = 1000;
+    EXPECT_EQ(call(a, IDM_OP_MODULE_STAGE, IDM_F_SYNC, &st, sizeof st, junk, sizeof junk, NULL, 0), OK);
+    st.off = 128; /* a gap: what was staged is dropped */
+    EXPECT_EQ(call(a, IDM_OP_MODULE_STAGE, IDM_F_SYNC, &st, sizeof st, junk, sizeof junk, NULL, 0),
+              INVALID_VALUE);
+    st.off = 64;
+    EXPECT_EQ(call(a, IDM_OP_MODULE_STAGE, IDM_F_SYNC, &st, sizeof st, junk, sizeof junk, NULL, 0),
+              INVALID_VALUE);
+    struct idm_module_load_req ml = { 1000, 1, 0 };
+    EXPECT_EQ(call(a, IDM_OP_MODULE_LOAD, 0, &ml, sizeof ml, NULL, 0, mrep, sizeof mrep), INVALID_VALUE);
+    st.off = 0;
+    EXPECT_EQ(call(a, IDM_OP_MODULE_STAGE, IDM_F_SYNC, &st, sizeof st, junk, sizeof junk, NULL, 0), OK);
+    EXPECT_EQ(call(a, IDM_OP_MODULE_LOAD, 0, &ml, sizeof ml, NULL, 0, mrep, sizeof mrep),
+              INVALID_VALUE); /* 64 of 1000 bytes staged */
+    st.total = 64;
+    EXPECT_EQ(call(a, IDM_OP_MODULE_STAGE, IDM_F_SYNC, &st, sizeof st, junk, sizeof junk, NULL, 0), OK);
+    st.off = 64; /* past the announced size */
+    EXPECT_EQ(call(a, IDM_OP_MODULE_STAGE, IDM_F_SYNC, &st, sizeof st, junk, sizeof junk, NULL, 0),
+              INVALID_VALUE);
+    /* pod C stages a whole image; pod A cannot load it */
+    st.off = 0;
+    EXPECT_EQ(call(c, IDM_OP_MODULE_STAGE, IDM_F_SYNC, &st, sizeof st, junk, sizeof junk, NULL, 0), OK);
+    ml.len = 64;
+    EXPECT_EQ(call(a, IDM_OP_MODULE_LOAD, 0, &ml, sizeof ml, NULL, 0, mrep, sizeof mrep), INVALID_VALUE);
+    ml.staged = 2;
+    EXPECT_EQ(call(c, IDM_OP_MODULE_LOAD, 0, &ml, sizeof ml, NULL, 0, mrep, sizeof mrep), INVALID_VALUE);
+    ml.staged = 1; /* dropped by the refused load */
+    EXPECT_EQ(call(c, IDM_OP_MODULE_LOAD, 0, &ml, sizeof ml, NULL, 0, mrep, sizeof mrep), INVALID_VALUE);
+    EXPECT_EQ(call(c, IDM_OP_MODULE_STAGE, IDM_F_SYNC, &st, sizeof st, junk, sizeof junk, NULL, 0), OK);
+    int rc = call(c, IDM_OP_MODULE_LOAD, 0, &ml, sizeof ml, NULL, 0, mrep, sizeof mrep);
+    if (rc == OK || rc == DEAD)
+        FAIL("a staged junk image loaded (%d)", rc);
+    /* the test kernels staged in 3 chunks load; their functions page through MODULE_FUNCS */
+    const char *path = getenv("VGPU_KERNELS_PTX") ? getenv("VGPU_KERNELS_PTX") : VGPU_KERNELS_PTX;
+    FILE *f = fopen(path, "rb");
+    static char ptx[1 << 20];
+    size_t n = f ? fread(ptx, 1, sizeof ptx - 1, f) : 0;
+    if (f == NULL || n < 3)
+        FAIL("cannot read %s", path);
+    fclose(f);
+    ptx[n++] = 0;
+    size_t step = (n / 3 + 15) & ~(size_t)15;
+    for (size_t off = 0; off < n; off += step) {
+        struct idm_module_stage_req s3 = { n, off, n - off < step ? n - off : step, 0 };
+        EXPECT_EQ(call(a, IDM_OP_MODULE_STAGE, 0, &s3, sizeof s3, ptx + off, s3.len, NULL, 0), OK);
+    }
+    ml.len = n;
+    struct idm_module_rep mr;
+    EXPECT_EQ(call(a, IDM_OP_MODULE_LOAD, 0, &ml, sizeof ml, NULL, 0, &mr, sizeof mr), OK);
+    if (mr.nfunc < 2 || mr.nrep != mr.nfunc)
+        FAIL("staged load: %u functions, %u in the reply", mr.nfunc, mr.nrep);
+    struct idm_module_funcs_req fq = { mr.module, 1, 0 };
+    struct idm_module_rep pr;
+    EXPECT_EQ(call(a, IDM_OP_MODULE_FUNCS, 0, &fq, sizeof fq, NULL, 0, &pr, sizeof pr), OK);
+    if (pr.module != mr.module || pr.nfunc != mr.nfunc || pr.nrep != mr.nfunc - 1)
+        FAIL("MODULE_FUNCS from 1: %u of %u", pr.nrep, pr.nfunc);
+    fq.first = mr.nfunc;
+    EXPECT_EQ(call(a, IDM_OP_MODULE_FUNCS, 0, &fq, sizeof fq, NULL, 0, &pr, sizeof pr), OK);
+    EXPECT_EQ(pr.nrep, 0);
+    fq.first = mr.nfunc + 1;
+    EXPECT_EQ(call(a, IDM_OP_MODULE_FUNCS, 0, &fq, sizeof fq, NULL, 0, &pr, sizeof pr), INVALID_VALUE);
+    fq.first = 0;
+    EXPECT_EQ(call(c, IDM_OP_MODULE_FUNCS, 0, &fq, sizeof fq, NULL, 0, &pr, sizeof pr),
+              INVALID_HANDLE); /* pod A's module */
+    fq.module = mr.module ^ (1ull << 40);
+    EXPECT_EQ(call(a, IDM_OP_MODULE_FUNCS, 0, &fq, sizeof fq, NULL, 0, &pr, sizeof pr), INVALID_HANDLE);
+    /* a chunk claiming more bytes than it carries is a protocol violation: channel closed */
+    struct idm_module_stage_req lie = { 1 << 20, 0, 1 << 20, 0 };
+    EXPECT_EQ(call(c, IDM_OP_MODULE_STAGE, IDM_F_SYNC, &lie, sizeof lie, junk, sizeof junk, NULL, 0), DEAD);
+    EXPECT_EQ(handle_op(a, IDM_OP_MODULE_UNLOAD, mr.module), OK);
+    idm_chan_close(c);
+    idm_chan_close(a);
+    printf("PASS staged module images (%zu bytes in 3 chunks, %u functions)\n", n, mr.nfunc);
+}
+
 /* Kernels run in the pod's own context: pod C launches a kernel that stores to pod A's pointer.
  * It must fault (soft: ILLEGAL_ADDRESS; on a GPU the MMU of C's context, unless the number happens
  * to be C's own memory in a process of its own), pod A's data must not change, and A works on. */
@@ -651,6 +725,7 @@ int main(void)
     test_forged_handles();
     test_pointers();
     test_sizes();
+    test_staged_modules();
     test_garbage();
     test_stop_reading();
     test_killed_client();
