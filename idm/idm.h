@@ -394,6 +394,10 @@ struct idm_xen_ctl {
     _Atomic uint32_t state; /* written by the broker */
     uint32_t pad;
     _Alignas(64) _Atomic uint8_t alive; /* 1 while the guest process maps the pages */
+    /* 1 while the broker's process maps page 0: set before READY; the broker maps page 0 a second
+     * time with a gntdev unmap notify on this byte and its event channel, so when that process
+     * dies (its mappings go with it) the byte is cleared and the guest woken. */
+    _Alignas(64) _Atomic uint8_t broker_alive;
 };
 
 /* A parsed record; refs point into the caller's array. */

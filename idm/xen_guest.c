@@ -156,10 +156,18 @@ static void drain_evtchn(int fd)
         idm_log(IDM_LOG_DEBUG, "xen: unmask event channel: %s", strerror(errno));
 }
 
+/* The broker closed the channel, or its process is gone (the unmap notify cleared the byte). */
+static bool broker_gone(const struct xen_guest *g)
+{
+    uint32_t st = atomic_load(&g->ctl->state);
+    return st == IDM_XEN_STATE_CLOSED ||
+           (st == IDM_XEN_STATE_READY && atomic_load(&g->ctl->broker_alive) == 0);
+}
+
 static int guest_wait(struct idm_chan *ch, int timeout_ms)
 {
     struct xen_guest *g = ch->xen;
-    if (atomic_load(&g->ctl->state) == IDM_XEN_STATE_CLOSED)
+    if (broker_gone(g))
         return -EPIPE;
     struct pollfd pfd = { .fd = ch->evt_fd, .events = POLLIN };
     int n = poll(&pfd, 1, timeout_ms);
@@ -167,7 +175,7 @@ static int guest_wait(struct idm_chan *ch, int timeout_ms)
         return errno == EINTR ? 0 : -errno;
     if (n > 0)
         drain_evtchn(ch->evt_fd);
-    if (atomic_load(&g->ctl->state) == IDM_XEN_STATE_CLOSED)
+    if (broker_gone(g))
         return -EPIPE;
     if (n > 0) {
         g->idle_waits = 0;

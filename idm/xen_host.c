@@ -66,6 +66,7 @@ struct xen_host {
     evtchn_port_t local_port;
     bool bound;
     struct idm_xen_ctl *ctl;
+    void *notify_map; /* page 0 again, with the unmap notify on ctl.broker_alive */
 };
 
 int idm_xen_listen(uint32_t domid, struct idm_xen_listener **out, struct idm_err *err)
@@ -171,6 +172,9 @@ static void host_close(struct idm_chan *ch)
         atomic_store(&x->ctl->state, IDM_XEN_STATE_CLOSED);
         if (x->bound)
             (void)xenevtchn_notify(x->xce, x->local_port);
+        if (x->notify_map != NULL)
+            (void)xengnttab_unmap(x->gt, x->notify_map, 1);
+        x->notify_map = NULL;
         (void)xengnttab_unmap(x->gt, ch->shm, IDM_XEN_PAGES);
         ch->shm = NULL;
     }
@@ -216,6 +220,14 @@ static int map_channel(struct idm_xen_listener *l, struct idm_xen_record *rec,
         return idm_err_set(err, -EINVAL, "bind event channel %u: %s", rec->port, strerror(errno));
     x->local_port = (evtchn_port_t)lp;
     x->bound = true;
+    /* If this process dies, its mappings go and the kernel clears broker_alive and rings the guest:
+     * a client waiting for a reply then ends at once, even if no daemon ever comes back. */
+    atomic_store(&x->ctl->broker_alive, 1);
+    x->notify_map = xengnttab_map_grant_ref_notify(
+        x->gt, l->domid, rec->refs[0], PROT_READ | PROT_WRITE,
+        IDM_XEN_CTL_OFF + (uint32_t)offsetof(struct idm_xen_ctl, broker_alive), x->local_port);
+    if (x->notify_map == NULL)
+        return idm_err_set(err, -EINVAL, "map page 0 with an unmap notify: %s", strerror(errno));
     ch->evt_fd = xenevtchn_fd(x->xce);
     int fl = fcntl(ch->evt_fd, F_GETFL);
     if (fl < 0 || fcntl(ch->evt_fd, F_SETFL, fl | O_NONBLOCK) < 0)

@@ -112,6 +112,10 @@ rm -rf "$GT"; mkdir -p "$GT/opt/gpu"
 gcc "${cflags[@]}" -static -I"$top/idm" -o "$GT/opt/gpu/xen-idm-attack" "$here/xen-idm-attack.c" "$top/idm/proto.c" \
 	"$top/idm/ring.c" "$top/idm/local.c" "$top/idm/xen_proto.c" "$top/idm/xen_guest.c" -lpthread
 cp "$BUILD/test/gpu/vector_add" "$top/test/gpu/kernels.ptx" "$GT/opt/gpu/"
+# the same kernels in an image bigger than one Xen transport message (256 KiB): staged in chunks
+{ cat "$top/test/gpu/kernels.ptx"
+  awk 'BEGIN { for (i = 0; i < 5000; i++) print "// padding: bigger than one message of the Xen transport" }'
+} >"$GT/opt/gpu/kernels-big.ptx"
 LD_LIBRARY_PATH=$BUILD/shim ldd "$GT/opt/gpu/vector_add" | awk '/=> \//{print $1, $3} /^\t\/lib/{print $1, $1}' |
 while read -r soname lib; do
 	[ "$soname" = libcuda.so.1 ] && continue

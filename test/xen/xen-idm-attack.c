@@ -15,6 +15,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "idm.h"
@@ -106,8 +107,10 @@ static __attribute__((noreturn)) void do_hang(void)
 	uint64_t t0 = idm_now_ns();
 	for (;;) {
 		if (ch->ops->wait(ch, 1000) == -EPIPE) {
-			printf("XEN-ATTACK hang: the broker ended the channel after %.1f s\n",
-				   (double)(idm_now_ns() - t0) / 1e9);
+			struct timespec now;
+			clock_gettime(CLOCK_REALTIME, &now);
+			printf("XEN-ATTACK hang: the broker ended the channel after %.1f s (at %lld.%03ld)\n",
+				   (double)(idm_now_ns() - t0) / 1e9, (long long)now.tv_sec, now.tv_nsec / 1000000);
 			exit(0);
 		}
 	}

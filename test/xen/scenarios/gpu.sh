@@ -7,7 +7,7 @@
 # malformed xenstore offers (rejected, removed), garbage on the ring (that channel closed, its GPU
 # state freed), a client that never reads its replies (parked; nobody else waits); a second pod's
 # program still works, 18 channels at once get 16 (the per-pod cap), the daemon survives, and
-# after a daemon crash a waiting client ends (new broker epoch), the pods' GPUs are registered
+# after a daemon crash a waiting client ends at once (the broker's unmap notify), the pods' GPUs are registered
 # again by domid and serve a new program. Stop/Remove leave no grant mapping in the daemon,
 # no xenstore path, no domain and no broker pod.
 # expect: VGPU-XEN DAEMON-UP
@@ -15,6 +15,7 @@
 # expect: VGPU-XEN GPU-PROGRAM-OK
 # expect: VGPU-XEN GPU-USAGE-VISIBLE
 # expect: VGPU-XEN CHANNEL-FREED-ON-EXIT
+# expect: VGPU-XEN GPU-BIG-MODULE-OK
 # expect: VGPU-XEN XS-JUNK-REJECTED
 # expect: VGPU-XEN GARBAGE-CHANNEL-CLOSED
 # expect: VGPU-XEN HANG-CHANNEL-PARKED
@@ -118,6 +119,20 @@ while [ "$(metric "$pod_a" vgpu_gpu_channels)" != 0 ] || [ "$(metric "$pod_a" vg
 done
 mark CHANNEL-FREED-ON-EXIT "api_calls=$(metric "$pod_a" vgpu_gpu_api_calls_total)"
 
+# ---- a module image bigger than one message (256 KiB): staged in chunks over the granted ring ----
+saved_env=$CRI_ENV
+export CRI_ENV="VGPU_KERNELS_PTX=/opt/gpu/kernels-big.ptx VGPU_SPIN_NS=20000 VGPU_SHIM_STATS=1"
+t1=$(up)
+run_ctr "$pod_a" vbig "$img" /opt/gpu/vector_add
+export CRI_ENV=$saved_env
+st=$(wait_exited "$cid" 300)
+log=/var/log/pods/xen-test/vbig/0.log
+grep "vector_add\|libvgpu stats: module" $log
+echo "$st" | grep -q "EXITED exit=0" || { cat $log; fail "vector_add with a big image: $st"; }
+grep -q "stdout F vector_add: OK$" $log || fail "no 'vector_add: OK' in $log"
+grep -q "staged in chunks 1, largest" $log || { cat $log; fail "the big image was not staged"; }
+mark GPU-BIG-MODULE-OK "$(grep -o 'largest [0-9]* bytes' $log) run_s=$(dt "$t1" "$(up)")"
+
 # ---- hostile guest 1: malformed offers in xenstore ----
 t_junk=$(up)
 run_ctr "$pod_a" xsjunk "$img" /opt/gpu/xen-idm-attack xsjunk
@@ -188,14 +203,23 @@ mark CHANNEL-CAP-HELD "$(grep -m1 'channel refused' $dlog | sed 's/.*broker: //'
 # ---- daemon crash (SIGKILL: nothing marks the channels CLOSED): the restarted daemon registers the
 # xen GPU pods again by domid with a new broker epoch, the parked client waiting in pod A sees the
 # epoch change and ends, and pod B serves a new program ----
+# The daemon stays down 8 s: the pod's broker process died with it, its mappings went, and the
+# gntdev unmap notify cleared ctl.broker_alive and rang the guest, so the waiting client ends while
+# no daemon runs (before, only a new epoch after the restart ended it).
 kill -KILL $daemon_pid
 wait $daemon_pid
-t_crash=$(up)
+t_kill=$(date +%s)
+sleep 8
+t_restart=$(date +%s)
 start_daemon
 grep -q "sandbox $pod_b: GPU pod recovered" $dlog || fail "pod B's GPU not recovered after a restart"
 st=$(wait_exited "$hang_cid" 120)
-grep "XEN-ATTACK hang: the broker ended" /var/log/pods/xen-test/hang/0.log || fail "hang client did not see the crash: $st"
-mark CRASH-CLIENT-ENDED "after_s=$(dt "$t_crash" "$(up)")"
+line=$(grep "XEN-ATTACK hang: the broker ended" /var/log/pods/xen-test/hang/0.log) || fail "hang client did not see the crash: $st"
+echo "$line"
+at=$(echo "$line" | sed -n 's/.*(at \([0-9]*\)\.[0-9]*)$/\1/p')
+[ -n "$at" ] && [ "$at" -le $((t_restart - 3)) ] ||
+	fail "the client ended at ${at:-?}, the daemon was killed at $t_kill and restarted at $t_restart"
+mark CRASH-CLIENT-ENDED "ended_s_after_kill=$((at - t_kill)) daemon_down_s=$((t_restart - t_kill))"
 run_ctr "$pod_b" vadd3 "$img" /opt/gpu/vector_add
 st=$(wait_exited "$cid" 300)
 echo "$st" | grep -q "EXITED exit=0" && grep -q "stdout F vector_add: OK$" /var/log/pods/xen-test/vadd3/0.log ||
