@@ -26,6 +26,14 @@ struct vgpu_image_config {
 int vgpu_image_store_open(const struct vgpu_config *cfg, struct vgpu_image_store **out, struct vgpu_err *err);
 void vgpu_image_store_close(struct vgpu_image_store *s);
 
+/* The xen handler's read-only disk of an image: an erofs image of its merged rootfs, one per image,
+ * shared by all its containers, under images/erofs/ until the image is removed (garbage collection
+ * unlinks it with the record; a loop device attached to it keeps the file until detached).
+ * vgpu_image_erofs_path: where it is (or goes), NULL for a malformed id; vgpu_image_erofs_tmp: a
+ * fresh path on the same filesystem to build it in, then rename(2) into place. */
+char *vgpu_image_erofs_path(struct vgpu_image_store *s, const char *image_id);
+char *vgpu_image_erofs_tmp(struct vgpu_image_store *s);
+
 /* Find a stored image by reference ("busybox", "docker.io/library/busybox:1.36",
  * "127.0.0.1:5000/x@sha256:..."), or id ("sha256:<hex>" or "<hex>"). On success *image_id (if not
  * NULL) gets the malloc'd id "sha256:<hex>" and *cfg (if not NULL) the image's config.

@@ -165,6 +165,7 @@ struct vgpu_image_store {
 	char *layers_dir;  /* root/layers */
 	char *records_dir; /* root/records */
 	char *tmp_dir;     /* root/tmp */
+	char *erofs_dir;   /* root/erofs: the xen handler's disk image of each image (<hex>.erofs) */
 	pthread_mutex_t lock;
 	pthread_cond_t cond;
 	struct vgpu_image_record **records;

@@ -50,6 +50,44 @@ char *vgpu_image_tmp_path(struct vgpu_image_store *s, const char *what)
 	return vgpu_asprintf("%s/%s-%d-%llu", s->tmp_dir, what, (int)getpid(), (unsigned long long)n);
 }
 
+char *vgpu_image_erofs_path(struct vgpu_image_store *s, const char *image_id)
+{
+	if (!vgpu_digest_valid(image_id))
+		return NULL;
+	return vgpu_asprintf("%s/%s.erofs", s->erofs_dir, hex_of(image_id));
+}
+
+char *vgpu_image_erofs_tmp(struct vgpu_image_store *s)
+{
+	return vgpu_image_tmp_path(s, "erofs");
+}
+
+/* Unlinks erofs disk images whose image has no record (removed, or a build finished after its
+ * image was removed). Called with s->lock held, or before the store is shared. */
+static size_t erofs_collect_locked(struct vgpu_image_store *s)
+{
+	size_t n = 0;
+	DIR *d = opendir(s->erofs_dir);
+	struct dirent *de;
+	while (d && (de = readdir(d))) {
+		size_t len = strlen(de->d_name);
+		if (de->d_name[0] == '.')
+			continue;
+		bool used = false;
+		for (size_t i = 0; i < s->n_records && !used; i++)
+			used = len == 64 + 6 && !strncmp(de->d_name, hex_of(s->records[i]->id), 64) &&
+			       !strcmp(de->d_name + 64, ".erofs");
+		if (used)
+			continue;
+		_cleanup_free_ char *p = vgpu_asprintf("%s/%s", s->erofs_dir, de->d_name);
+		if (unlink(p) == 0)
+			n++;
+	}
+	if (d)
+		closedir(d);
+	return n;
+}
+
 /* ---- records on disk ---- */
 
 static int record_write(struct vgpu_image_store *s, const struct vgpu_image_record *rec, struct vgpu_err *err)
@@ -144,19 +182,22 @@ int vgpu_image_store_open(const struct vgpu_config *cfg, struct vgpu_image_store
 	s->layers_dir = vgpu_asprintf("%s/layers", s->root);
 	s->records_dir = vgpu_asprintf("%s/records", s->root);
 	s->tmp_dir = vgpu_asprintf("%s/tmp", s->root);
+	s->erofs_dir = vgpu_asprintf("%s/erofs", s->root);
 	if (pthread_mutex_init(&s->lock, NULL) != 0 || pthread_cond_init(&s->cond, NULL) != 0)
 		abort();
 	int r = 0;
 	struct vgpu_err e = { 0 };
 	if (vgpu_rm_rf(s->tmp_dir, &e) < 0)
 		vgpu_log(VGPU_LOG_WARN, "image store: %s", e.msg);
-	const char *dirs[] = { s->blobs_dir, s->layers_dir, s->records_dir, s->tmp_dir };
-	for (size_t i = 0; i < 4 && r == 0; i++)
+	const char *dirs[] = { s->blobs_dir, s->layers_dir, s->records_dir, s->tmp_dir, s->erofs_dir };
+	for (size_t i = 0; i < 5 && r == 0; i++)
 		r = vgpu_mkdir_p(dirs[i], 0700, err);
 	if (r == 0)
 		remove_temp_files(s->blobs_dir);
 	if (r == 0)
 		r = load_records(s, err);
+	if (r == 0)
+		(void)erofs_collect_locked(s);
 	if (r < 0) {
 		vgpu_err_prefix(err, "image store %s", s->root);
 		vgpu_image_store_close(s);
@@ -188,6 +229,7 @@ void vgpu_image_store_close(struct vgpu_image_store *s)
 	free(s->layers_dir);
 	free(s->records_dir);
 	free(s->tmp_dir);
+	free(s->erofs_dir);
 	free(s);
 }
 
@@ -523,6 +565,7 @@ int vgpu_image_store_remove(struct vgpu_image_store *s, const char *name, struct
 	}
 	char **trash = NULL;
 	size_t n_trash = collect_garbage_locked(s, mountinfo, &trash);
+	(void)erofs_collect_locked(s);
 	pthread_mutex_unlock(&s->lock);
 	vgpu_log(VGPU_LOG_INFO, "image %s: removed (%zu layers deleted)", rec->id, n_trash);
 	for (size_t i = 0; i < n_trash; i++)

@@ -363,6 +363,29 @@ static int make_image(struct vgpu_container *c, const char *rootfs, const char *
 	return r;
 }
 
+/* The image's erofs disk, shared by all its containers (image.h): built from this container's
+ * rootfs mount the first time, into a temporary file renamed into place (two containers building
+ * it at once both succeed; the content is the same). *built tells which. */
+static int shared_image(struct vgpu_pod_manager *m, struct vgpu_container *c, const char *rootfs, char **image,
+			bool *built, struct vgpu_err *err)
+{
+	*built = false;
+	*image = vgpu_image_erofs_path(m->d->images, c->image_id);
+	if (!*image)
+		return vgpu_err_set(err, -EINVAL, "container %s: malformed image id %s", c->id, c->image_id);
+	struct stat st;
+	if (stat(*image, &st) == 0 && S_ISREG(st.st_mode) && st.st_size > 0)
+		return 0;
+	_cleanup_free_ char *tmp = vgpu_image_erofs_tmp(m->d->images);
+	int r = make_image(c, rootfs, tmp, err);
+	if (r == 0 && rename(tmp, *image) < 0)
+		r = vgpu_err_errno(err, errno, "container %s: rename %s to %s", c->id, tmp, *image);
+	if (r < 0)
+		unlink(tmp);
+	*built = r == 0;
+	return r;
+}
+
 /* A read-only loop device on image that goes away by itself once nothing holds it (autoclear):
  * after blkback lets go, at disk removal or domain destruction. Returns its fd (the caller closes
  * it once blkback has it open) and its path. */
@@ -454,7 +477,8 @@ static int create_in_guest(struct vgpu_pod_manager *m, struct vgpu_sandbox *s, s
 	int r;
 	_cleanup_free_ char *rootfs = NULL;
 	_cleanup_free_ char *spec = NULL;
-	_cleanup_free_ char *image = vgpu_asprintf("%s/rootfs.erofs", c->dir);
+	_cleanup_free_ char *image = NULL;
+	bool built = false;
 	if ((r = vgpu_image_mount_rootfs(m->d->images, c->image_id, c->dir, &rootfs, err)) < 0)
 		return r;
 	r = make_spec(m, s, c, img, rootfs, &spec, err);
@@ -463,7 +487,7 @@ static int create_in_guest(struct vgpu_pod_manager *m, struct vgpu_sandbox *s, s
 		r = vgpu_pods_write_file(copy, spec, strlen(spec), 0600, false, err);
 	}
 	if (r == 0)
-		r = make_image(c, rootfs, image, err);
+		r = shared_image(m, c, rootfs, &image, &built, err);
 	struct vgpu_err uerr = { 0 };
 	if (vgpu_image_unmount_rootfs(c->dir, &uerr) < 0)
 		vgpu_log(VGPU_LOG_WARN, "container %s: %s", c->id, uerr.msg);
@@ -490,8 +514,9 @@ static int create_in_guest(struct vgpu_pod_manager *m, struct vgpu_sandbox *s, s
 	r = agent_request(m, c, ctr_op, &x, err);
 	if (r < 0)
 		return r;
-	vgpu_log(VGPU_LOG_INFO, "container %s: in domain %u: image %.1f s, disk %s on %s %.1f s, %zu mounts copied "
-		 "%.1f s, agent create %.1f s", c->id, domid, (double)(t1 - t0) / 1e9, dev, vdev, (double)(t2 - t1) / 1e9,
+	vgpu_log(VGPU_LOG_INFO, "container %s: in domain %u: image %s %.1f s, disk %s on %s %.1f s, %zu mounts copied "
+		 "%.1f s, agent create %.1f s", c->id, domid, built ? "built" : "shared", (double)(t1 - t0) / 1e9, dev,
+		 vdev, (double)(t2 - t1) / 1e9,
 		 va->n, (double)(t3 - t2) / 1e9, (double)(vgpu_now_ns() - t3) / 1e9);
 	return 0;
 }

@@ -273,6 +273,45 @@ START_TEST(remove_collects_orphans_not_pins)
 }
 END_TEST
 
+static void put_file(const char *path, const char *text)
+{
+	struct vgpu_err err = { 0 };
+	ck_assert_msg(vgpu_write_file_atomic(path, text, strlen(text), 0600, &err) == 0, "%s", err.msg);
+}
+
+/* The xen handler's shared erofs disk of an image: one path per image id, malformed ids refused,
+ * deleted with the image (not with another image), orphans and a build finished after the image
+ * went are swept at the next removal or open. */
+START_TEST(erofs_disk_follows_the_image)
+{
+	const char *f1[] = { "one=1", NULL }, *f2[] = { "two=2", NULL };
+	_cleanup_free_ char *l1 = make_layer(f1), *l2 = make_layer(f2);
+	char *layers1[] = { l1 }, *layers2[] = { l2 };
+	_cleanup_free_ char *id1 = make_image("1", "", layers1, 1), *id2 = make_image("2", "", layers2, 1);
+	ck_assert_ptr_null(vgpu_image_erofs_path(store, "sha256:../../etc"));
+	ck_assert_ptr_null(vgpu_image_erofs_path(store, "busybox"));
+	_cleanup_free_ char *e1 = vgpu_image_erofs_path(store, id1), *e2 = vgpu_image_erofs_path(store, id2);
+	_cleanup_free_ char *tmp = vgpu_image_erofs_tmp(store);
+	ck_assert_ptr_nonnull(e1);
+	ck_assert_str_ne(e1, e2);
+	put_file(tmp, "erofs of 1"); /* built in tmp/, renamed into place: same filesystem */
+	ck_assert_int_eq(rename(tmp, e1), 0);
+	put_file(e2, "erofs of 2");
+	_cleanup_free_ char *orphan = vgpu_asprintf("%s/images/erofs/%064d.erofs", cfg.state_dir, 7);
+	put_file(orphan, "no such image");
+	ck_assert_int_eq(vgpu_image_store_remove(store, id1, NULL), 0);
+	ck_assert(!exists(e1));
+	ck_assert(!exists(orphan));
+	ck_assert(exists(e2));
+	put_file(e1, "a build that finished after its image was removed");
+	reopen();
+	ck_assert(!exists(e1));
+	ck_assert(exists(e2));
+	ck_assert_int_eq(vgpu_image_store_remove(store, id2, NULL), 0);
+	ck_assert(!exists(e2));
+}
+END_TEST
+
 /* lower: a, b, d/x, e/f; upper: whiteout a, opaque d with d/y, new c */
 static char *layered_image(void)
 {
@@ -341,6 +380,7 @@ static Suite *suite(void)
 		{ "missing_content", record_with_missing_content_ignored },
 		{ "remove_shared", remove_keeps_shared_content },
 		{ "remove_gc", remove_collects_orphans_not_pins },
+		{ "erofs_disk", erofs_disk_follows_the_image },
 		{ "rootfs_overlay", rootfs_overlay },
 		{ "rootfs_copy", rootfs_copy },
 	};

@@ -1,8 +1,8 @@
 #!/bin/sh
 # Scenario "ctr": containers inside a xen pod. The daemon (xen handler) makes the pod's domU; a
 # busybox container (image pulled on the host from a local registry into the dom0 image store at
-# build time) is created through the agent: an erofs image of its rootfs on a read-only loop
-# device hot-added as a disk, runc in the guest, an overlay with a tmpfs upper layer. Its output
+# build time) is created through the agent: an erofs image of its rootfs (one per image, shared by
+# its containers) on a read-only loop device hot-added as a disk, runc in the guest, an overlay with a tmpfs upper layer. Its output
 # reaches the CRI log file in dom0; ExecSync returns output and exit code; a daemon restart keeps
 # the container, and after a daemon crash the container is reached again once the agent has
 # offered a fresh channel; a container's own exit code is reported; a container whose domain is destroyed
@@ -19,6 +19,7 @@
 # expect: VGPU-XEN CRASH-RESTART-REACHED
 # expect: VGPU-XEN CTR-STOPPED
 # expect: VGPU-XEN CTR-EXIT-CODE-OK
+# expect: VGPU-XEN IMAGE-DISK-SHARED
 # expect: VGPU-XEN CTR-REMOVED
 # expect: VGPU-XEN GONE-DOMAIN-CTR-EXITED
 # expect: VGPU-XEN NOTHING-LEFT
@@ -127,6 +128,13 @@ while ! cri-client cstatus "$cid2" | grep -q "EXITED exit=7 reason=Error"; do
 done
 grep -q "Z stdout F bye$" /var/log/pods/xen-test/once/0.log || fail "once: no log record"
 mark CTR-EXIT-CODE-OK
+
+# ---- both containers run from one erofs disk of the image (built once, in the image store) ----
+grep "container $cid: in domain [0-9]*: image built" $dlog || fail "hello: image not built"
+grep "container $cid2: in domain [0-9]*: image shared" $dlog || fail "once: image not shared"
+n=$(ls /var/lib/vgpu-cri/images/erofs | wc -l)
+[ "$n" = 1 ] || fail "$n erofs files in the image store: $(ls /var/lib/vgpu-cri/images/erofs)"
+mark IMAGE-DISK-SHARED "$(ls -s /var/lib/vgpu-cri/images/erofs)"
 
 # ---- remove: the disks leave the domain, the loop devices clear themselves ----
 t6=$(up)
