@@ -11,6 +11,8 @@
  *
  * PortForward connects to 127.0.0.1:PORT from a short-lived thread that has joined the pod's
  * network namespace (setns is per thread; the socket keeps its namespace after the thread ends).
+ * In a xen pod the loopback is the guest's: the agent connects there and the connection reaches
+ * the session as one end of a socket pair (xen_stream.c).
  *
  * Attach connects to the container monitor's attach socket (<bundle>/attach, protocol in
  * monitor/attach_proto.h) and hands it pipes: the monitor writes the container's output into them
@@ -96,8 +98,8 @@ static int container_running(struct vgpu_pod_manager *m, const char *id, struct 
 }
 
 /* Check that the sandbox is ready and (fd not NULL) open its network namespace (-1 in *fd for a
- * hostNetwork pod). */
-static int sandbox_netns(struct vgpu_daemon *d, const char *id, int *fd, struct vgpu_err *err)
+ * hostNetwork pod, and for a xen pod: *xen set). */
+static int sandbox_netns(struct vgpu_daemon *d, const char *id, int *fd, bool *xen_out, struct vgpu_err *err)
 {
 	struct vgpu_pod_manager *m = vgpu_pods(d);
 	struct vgpu_sandbox *s;
@@ -114,15 +116,14 @@ static int sandbox_netns(struct vgpu_daemon *d, const char *id, int *fd, struct 
 	memcpy(sid, s->id, sizeof(sid));
 	pthread_mutex_unlock(&m->lock);
 	vgpu_sandbox_put(m, s);
-	if (xen) /* its loopback is the guest's: a connect in dom0's netns of the pod would miss it */
-		return vgpu_err_set(err, -EOPNOTSUPP, "pod sandbox %s: port-forward into xen pods is not supported yet",
-				    sid);
 	if (!ready)
 		return vgpu_err_set(err, -EBUSY, "pod sandbox %s is not ready", sid);
+	if (xen_out)
+		*xen_out = xen;
 	if (fd == NULL)
 		return 0;
 	*fd = -1;
-	if (host_net)
+	if (host_net || xen) /* a xen pod's loopback is the guest's: its agent connects there */
 		return 0;
 	/* The pinned namespace (CNI pods) outlives the infra process; /proc/PID/ns/net otherwise. */
 	_cleanup_free_ char *pinned = vgpu_pod_netns_path(d->cfg, sid);
@@ -171,7 +172,7 @@ static int stream_check(void *ctx, const char *kind, const char *id, struct vgpu
 {
 	struct vgpu_daemon *d = ctx;
 	if (strcmp(kind, "portforward") == 0)
-		return sandbox_netns(d, id, NULL, err);
+		return sandbox_netns(d, id, NULL, NULL, err);
 	return container_running(vgpu_pods(d), id, err);
 }
 
@@ -591,9 +592,12 @@ static int stream_port_forward(void *ctx, const char *sandbox_id, uint16_t port,
 {
 	struct vgpu_daemon *d = ctx;
 	_cleanup_close_ int nsfd = -1;
-	int r = sandbox_netns(d, sandbox_id, &nsfd, err);
+	bool xen = false;
+	int r = sandbox_netns(d, sandbox_id, &nsfd, &xen, err);
 	if (r < 0)
 		return r;
+	if (xen)
+		return vgpu_xen_stream_port_forward(vgpu_pods(d), sandbox_id, port, fd_out, err);
 	struct pf_job job = { .netns_fd = nsfd, .port = port, .fd = -1 };
 	pthread_t t;
 	r = pthread_create(&t, NULL, pf_thread, &job);

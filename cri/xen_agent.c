@@ -431,7 +431,8 @@ int vgpu_xen_agent_stream_open(struct vgpu_xen_agent *a, const struct agent_stre
 {
 	struct agent_buf b = { 0 };
 	struct agent_hdr reply;
-	const char *what = req->type == AGENT_MSG_CTR_EXEC_STREAM ? "exec stream" : "attach stream";
+	const char *what = req->type == AGENT_MSG_CTR_EXEC_STREAM ? "exec stream"
+			   : req->type == AGENT_MSG_CTR_ATTACH_STREAM ? "attach stream" : "port-forward stream";
 	int r = agent_stream_req_encode(&b, req);
 	if (r < 0) {
 		agent_buf_free(&b);
@@ -472,4 +473,22 @@ int vgpu_xen_agent_vol_put(struct vgpu_xen_agent *a, const char *key, uint32_t f
 		done += n;
 	} while (done < len);
 	return 0;
+}
+
+int vgpu_xen_agent_vol_get(struct vgpu_xen_agent *a, const char *key, long long timeout_ms, struct agent_vol_data *out,
+			   struct vgpu_err *err)
+{
+	struct agent_buf b = { 0 };
+	struct agent_hdr reply;
+	memset(out, 0, sizeof(*out));
+	int r = agent_vol_get_encode(&b, key);
+	if (r < 0) {
+		agent_buf_free(&b);
+		return vgpu_err_set(err, -EINVAL, "agent of domain %u: volume %s: bad key", a->domid, key);
+	}
+	r = call(a, AGENT_MSG_VOL_GET, &b, AGENT_MSG_VOL_GET, timeout_ms, &reply, err, "read volume back");
+	agent_buf_free(&b);
+	if (r == 0 && agent_vol_data_decode(a->payload, reply.len, out) < 0)
+		r = channel_err(a, err, -EPROTO, "volume reply");
+	return r;
 }

@@ -73,5 +73,9 @@ int vgpu_xen_agent_stream_open(struct vgpu_xen_agent *a, const struct agent_stre
  * AGENT_VOL_REPLACE / AGENT_VOL_ISFILE. timeout_ms per chunk. */
 int vgpu_xen_agent_vol_put(struct vgpu_xen_agent *a, const char *key, uint32_t flags, const void *stream, size_t len,
 			   long long timeout_ms, struct vgpu_err *err);
+/* VOL_GET: the guest's copy of the FILE volume key (at most AGENT_VOL_GET_MAX bytes, checked); out
+ * points into the connection's buffer, valid until its next request. */
+int vgpu_xen_agent_vol_get(struct vgpu_xen_agent *a, const char *key, long long timeout_ms, struct agent_vol_data *out,
+			   struct vgpu_err *err);
 
 #endif

@@ -39,6 +39,7 @@
 #define LOOP_ATTEMPTS 8
 #define VOL_TIMEOUT_MS 60000LL       /* per 512 KiB chunk of a copy-in mount */
 #define VOL_CHECK_NS (10LL * 1000000000LL)
+#define VOL_GET_TIMEOUT_MS 10000LL   /* one write-back read (at most 64 KiB) */
 
 struct vgpu_xen_ctr *vgpu_xen_ctr_new(const char *vdev)
 {
@@ -142,6 +143,33 @@ struct sync_arg {
 	struct agent_ctr_state st;
 };
 
+/* Writable single-file mounts (kubelet's termination-log) back to their host files, from the
+ * guest's copies; errors are logged, the exit is recorded all the same. */
+static void write_back(struct vgpu_xen_agent *a, struct vgpu_container *c)
+{
+	struct vgpu_xen_ctr *xc = c->xen;
+	for (size_t i = 0; i < xc->n_vols; i++) {
+		struct vgpu_xen_vol *v = &xc->vols[i];
+		if (!vgpu_xen_vol_writes_back(v))
+			continue;
+		struct vgpu_err err = { 0 };
+		struct agent_vol_data d;
+		bool written = false;
+		long long t0 = vgpu_now_ns();
+		int r = vgpu_xen_agent_vol_get(a, v->key, VOL_GET_TIMEOUT_MS, &d, &err);
+		if (r == 0 && (r = vgpu_xen_vol_write_back(v->host_path, d.data, d.len, &written, &err)) == 0)
+			vgpu_log(VGPU_LOG_INFO, "container %s: mount %s: %s %s (%zu bytes%s, %.2f s)", c->id,
+				 v->container_path, written ? "written back to" : "unchanged:", v->host_path, d.len,
+				 d.flags & AGENT_VOL_GET_TRUNCATED ? ", the guest's first 64 KiB" : "",
+				 (double)(vgpu_now_ns() - t0) / 1e9);
+		else
+			vgpu_log(VGPU_LOG_WARN, "container %s: mount %s: not written back: %s", c->id, v->container_path,
+				 err.msg);
+		if (r == -ETIMEDOUT || r == -EPIPE || r == -EPROTO)
+			break; /* the channel is gone: the rest would fail alike */
+	}
+}
+
 static int sync_op(struct vgpu_xen_agent *a, void *arg, struct vgpu_err *err)
 {
 	struct sync_arg *x = arg;
@@ -165,7 +193,25 @@ static int sync_op(struct vgpu_xen_agent *a, void *arg, struct vgpu_err *err)
 		if (d.eof || d.len < LOG_CHUNK)
 			break;
 	}
-	return vgpu_xen_agent_ctr_status(a, x->c->id, &x->st, err);
+	int r = vgpu_xen_agent_ctr_status(a, x->c->id, &x->st, err);
+	/* The write-back point: the exit becomes visible (exit_dir/<id>, then ContainerStatus EXITED,
+	 * the exit event, StopContainer's return) only after this op returns, so kubelet, which reads
+	 * the termination message from the host file once it sees the exit, always finds it there. */
+	if (r == 0 && x->st.state == AGENT_CTR_EXITED && x->eof)
+		write_back(a, x->c);
+	return r;
+}
+
+/* After a restart the mounts' list comes from the config (content unknown). Under xc->lock. */
+static void know_vols(struct vgpu_container *c)
+{
+	struct vgpu_xen_ctr *xc = c->xen;
+	struct vgpu_err err = { 0 };
+	if (xc->vols_known)
+		return;
+	if (vgpu_xen_vols_plan(c->config, &xc->vols, &xc->n_vols, NULL, &err) < 0)
+		vgpu_log(VGPU_LOG_WARN, "container %s: %s", c->id, err.msg);
+	xc->vols_known = true;
 }
 
 void vgpu_xen_container_sync(struct vgpu_pod_manager *m, struct vgpu_container *c)
@@ -176,6 +222,7 @@ void vgpu_xen_container_sync(struct vgpu_pod_manager *m, struct vgpu_container *
 		pthread_mutex_unlock(&xc->lock);
 		return;
 	}
+	know_vols(c);
 	struct sync_arg x = { .c = c, .log_fd = -1, .offset = xc->log_offset };
 	if (*c->log_path)
 		x.log_fd = open(c->log_path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0640);
@@ -232,17 +279,14 @@ void vgpu_xen_container_vol_refresh(struct vgpu_pod_manager *m, struct vgpu_cont
 	struct vgpu_xen_ctr *xc = c->xen;
 	struct vgpu_err err = { 0 };
 	pthread_mutex_lock(&xc->lock);
-	if (!xc->vols_known && !xc->log_done) { /* after a restart: the list from the config, content unknown */
-		if (vgpu_xen_vols_plan(c->config, &xc->vols, &xc->n_vols, NULL, &err) < 0)
-			vgpu_log(VGPU_LOG_WARN, "container %s: %s", c->id, err.msg);
-		xc->vols_known = true;
-	}
+	if (!xc->log_done)
+		know_vols(c);
 	for (size_t i = 0; i < xc->n_vols && !xc->log_done; i++) {
 		struct vgpu_xen_vol *v = &xc->vols[i];
 		bool is_file;
 		uint64_t sig;
 		if (!v->readonly)
-			continue; /* writable: the guest's copy is the live one (never synced back) */
+			continue; /* writable: the guest's copy is the live one (files: written back at exit) */
 		vgpu_err_clear(&err);
 		if (vgpu_xen_vol_read(v->host_path, NULL, &is_file, &sig, &err) < 0 || sig == v->sig ||
 		    is_file != v->is_file)

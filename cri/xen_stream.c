@@ -1,7 +1,8 @@
-/* Exec/Attach sessions of containers in xen pods (see xen_stream.h): the control request, the
- * session's own vchan to the guest, and the pump thread between that vchan and the session's
- * pipes. The pump never blocks: the vchan and every fd are non-blocking, and it polls them with
- * a timeout, so finish can always join it in bounded time. */
+/* Exec/Attach sessions of containers in xen pods and port-forward connections into them (see
+ * xen_stream.h): the control request, the session's own vchan to the guest, and the pump thread
+ * between that vchan and the session's pipes (port-forward: a socket pair). The pump never blocks:
+ * the vchan and every fd are non-blocking, and it polls them with a timeout, so finish can always
+ * join it in bounded time. */
 #include "xen_stream.h"
 
 #include <errno.h>
@@ -13,6 +14,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include <libxenvchan.h>
@@ -27,18 +29,26 @@
 #include "xen_sandbox.h"
 
 #define OPEN_TIMEOUT_MS 60000LL      /* the agent forks the stream child and waits for its vchan */
+#define PF_OPEN_TIMEOUT_MS 15000LL   /* port-forward: the streaming session waits for it */
 #define CONNECT_TIMEOUT_MS 10000LL   /* its xenstore keys exist before the agent answers */
 #define PENDING_MAX (256u << 10)     /* output the session has not taken yet, per stream */
 #define POLL_MS 500
 #define DOMAIN_CHECK_NS (1000LL * 1000000LL)
-#define MAX_STREAMS 64u              /* each maps 33 guest pages and has a thread */
+#define MAX_STREAMS 64u              /* each maps 33 guest pages and has a thread (port-forward too) */
 
 static atomic_uint live_streams;
 
 struct vgpu_xen_stream {
-	char id[VGPU_ID_LEN + 1];     /* container id, for messages */
+	char id[VGPU_ID_LEN + 1];     /* container id (port-forward: the pod's), for messages */
 	uint32_t domid;
 	bool attach;
+	/* port-forward: in_fd and out_fd[0] are two descriptors of our end of the socket pair whose
+	 * other end is the streaming session's connection; the thread is detached and frees xs */
+	bool portfwd;
+	uint16_t port;
+	bool out_close_due;           /* STDOUT_CLOSE came: half-close once pending[0] is written */
+	bool out_shut;
+	char guest_err[160];          /* the guest's STDERR text: why the connection failed */
 	struct libxenvchan *ch;       /* pump thread's */
 	struct xs_handle *xs;         /* pump thread's: is the domain still there? */
 	pthread_t thread;
@@ -114,8 +124,14 @@ static int handle_frame(struct vgpu_xen_stream *xs, const struct agent_hdr *hdr,
 {
 	int32_t code;
 	switch (hdr->type) {
-	case AGENT_MSG_STREAM_STDOUT:
-	case AGENT_MSG_STREAM_STDERR: {
+	case AGENT_MSG_STREAM_STDERR:
+		if (xs->portfwd) {
+			snprintf(xs->guest_err, sizeof(xs->guest_err), "%.*s", (int)(hdr->len < 150 ? hdr->len : 150),
+				 (const char *)payload);
+			return 0;
+		}
+		/* fall through */
+	case AGENT_MSG_STREAM_STDOUT: {
 		int i = hdr->type == AGENT_MSG_STREAM_STDERR;
 		if (xs->out_fd[i] >= 0 && agent_put_bytes(&xs->pending[i], payload, hdr->len) < 0)
 			return -ENOMEM;
@@ -126,6 +142,11 @@ static int handle_frame(struct vgpu_xen_stream *xs, const struct agent_hdr *hdr,
 			return -EPROTO;
 		xs->got_exit = true;
 		xs->exit_code = code;
+		return 0;
+	case AGENT_MSG_STREAM_STDOUT_CLOSE:
+		if (!xs->portfwd)
+			return -EPROTO;
+		xs->out_close_due = true;
 		return 0;
 	default: /* KEEPALIVE */
 		return 0;
@@ -183,6 +204,20 @@ static void pump_out(struct vgpu_xen_stream *xs)
 			xs->pending_off[i] = 0;
 		}
 	}
+	if (xs->out_close_due && !xs->out_shut && xs->pending[0].len == 0 && xs->out_fd[0] >= 0) {
+		(void)shutdown(xs->out_fd[0], SHUT_WR); /* the client's side sees the port's EOF */
+		xs->out_shut = true;
+	}
+}
+
+/* Port-forward: has the streaming session closed its connection (not just half-closed it)? */
+static bool pf_client_gone(struct vgpu_xen_stream *xs, short revents)
+{
+	if (xs->out_fd[0] < 0) /* a write failed: nobody reads */
+		return true;
+	/* HUP: both directions of our end shut; before we half-closed ours, only the session's close
+	 * does that (after it, the session's half-close too: then in_fd reads to its EOF as usual) */
+	return (revents & (POLLHUP | POLLERR)) && !xs->out_shut;
 }
 
 /* The client's stdin into frames while the ring has room. */
@@ -288,10 +323,17 @@ static bool pump_round(struct vgpu_xen_stream *xs, struct pollfd p[5])
 		set_why(xs, "the stream channel broke");
 		return true;
 	}
+	if (xs->portfwd && !xs->got_exit && pf_client_gone(xs, p[3].revents)) {
+		(void)try_send(xs, AGENT_MSG_STREAM_KILL, NULL, 0); /* closing says the same */
+		set_why(xs, "the client closed the connection");
+		return true;
+	}
 	if (vgpu_now_ns() - xs->last_tx > AGENT_STREAM_KEEPALIVE_MS * 1000000LL)
 		(void)try_send(xs, AGENT_MSG_STREAM_KEEPALIVE, NULL, 0);
 	return false;
 }
+
+static void pf_done(struct vgpu_xen_stream *xs);
 
 static void *pump_thread(void *arg)
 {
@@ -309,7 +351,10 @@ static void *pump_thread(void *arg)
 		p[0] = (struct pollfd){ .fd = libxenvchan_fd_for_select(xs->ch), .events = POLLIN };
 		p[1] = (struct pollfd){ .fd = xs->wake[0], .events = POLLIN };
 		p[2] = (struct pollfd){ .fd = room ? xs->in_fd : -1, .events = POLLIN };
-		p[3] = (struct pollfd){ .fd = xs->pending[0].len ? xs->out_fd[0] : -1, .events = POLLOUT };
+		/* port-forward: for the HUP of the session's close too, until we half-closed ours (then
+		 * there is nothing more to write, and a HUP would stay) */
+		bool watch = xs->portfwd ? !xs->out_shut : xs->pending[0].len > 0;
+		p[3] = (struct pollfd){ .fd = watch ? xs->out_fd[0] : -1, .events = xs->pending[0].len ? POLLOUT : 0 };
 		p[4] = (struct pollfd){ .fd = xs->pending[1].len ? xs->out_fd[1] : -1, .events = POLLOUT };
 		/* waiting for ring space gives no event of its own: look again soon */
 		int timeout = (!room && xs->in_fd >= 0) || xs->stdin_close_due || xs->rx_len ? 20 : POLL_MS;
@@ -325,6 +370,8 @@ static void *pump_thread(void *arg)
 	close_fd(&xs->exit_wr);
 	libxenvchan_close(xs->ch); /* unmaps the guest's pages: a destroyed domain can go */
 	xs->ch = NULL;
+	if (xs->portfwd)
+		pf_done(xs);
 	return NULL;
 }
 
@@ -332,26 +379,28 @@ static void *pump_thread(void *arg)
 
 struct open_arg {
 	const struct agent_stream_req *req;
+	long long timeout_ms;
 	char path[AGENT_STREAM_PATH_MAX];
 };
 
 static int open_op(struct vgpu_xen_agent *a, void *arg, struct vgpu_err *err)
 {
 	struct open_arg *o = arg;
-	return vgpu_xen_agent_stream_open(a, o->req, OPEN_TIMEOUT_MS, o->path, err);
+	return vgpu_xen_agent_stream_open(a, o->req, o->timeout_ms, o->path, err);
 }
 
-/* Ask the agent for the session's vchan; *domid: the pod's domain. */
-static int request_stream(struct vgpu_pod_manager *m, struct vgpu_container *c, const struct agent_stream_req *sr,
+/* Ask the agent of sandbox_id's domain for the session's vchan; *domid: the pod's domain. */
+static int request_stream(struct vgpu_pod_manager *m, const char *sandbox_id, const struct agent_stream_req *sr,
 			  uint32_t *domid, char path[AGENT_STREAM_PATH_MAX], struct vgpu_err *err)
 {
 	struct vgpu_sandbox *s;
-	if (vgpu_sandbox_get(m, c->sandbox_id, &s, NULL) < 0)
-		return vgpu_err_set(err, -EBUSY, "container %s: its sandbox %s is gone", c->id, c->sandbox_id);
+	if (vgpu_sandbox_get(m, sandbox_id, &s, NULL) < 0)
+		return vgpu_err_set(err, -EBUSY, "pod sandbox %s is gone", sandbox_id);
 	pthread_mutex_lock(&m->lock);
 	*domid = s->xen_domid;
 	pthread_mutex_unlock(&m->lock);
-	struct open_arg o = { .req = sr };
+	struct open_arg o = { .req = sr,
+			      .timeout_ms = sr->type == AGENT_MSG_POD_PORTFWD_STREAM ? PF_OPEN_TIMEOUT_MS : OPEN_TIMEOUT_MS };
 	int r = vgpu_xen_pod_agent_op(m, s, open_op, &o, err);
 	vgpu_sandbox_put(m, s);
 	if (r == -ENOTCONN) /* the pod is not ready: FAILED_PRECONDITION, as for a stopped runc pod */
@@ -369,7 +418,8 @@ static int connect_stream(struct vgpu_xen_stream *xs, const char *path, struct v
 	long long deadline = vgpu_now_ns() + CONNECT_TIMEOUT_MS * 1000000LL;
 	while (!(xs->ch = libxenvchan_client_init(quiet_logger, (int)xs->domid, full))) {
 		if (vgpu_now_ns() > deadline)
-			return vgpu_err_set(err, -ETIMEDOUT, "container %s: cannot connect to the stream at %s", xs->id, full);
+			return vgpu_err_set(err, -ETIMEDOUT, "%s %s: cannot connect to the stream at %s",
+					    xs->portfwd ? "pod" : "container", xs->id, full);
 		usleep(50 * 1000);
 	}
 	xs->ch->blocking = 0;
@@ -448,7 +498,7 @@ int vgpu_xen_stream_start(struct vgpu_pod_manager *m, struct vgpu_container *c, 
 		return vgpu_err_set(err, -ENOSPC, "container %s: %u exec/attach sessions into xen pods are open already",
 				    c->id, MAX_STREAMS);
 	}
-	int r = request_stream(m, c, &sr, &domid, path, err);
+	int r = request_stream(m, c->sandbox_id, &sr, &domid, path, err);
 	if (r < 0) {
 		atomic_fetch_sub(&live_streams, 1);
 		return vgpu_err_prefix(err, "container %s: %s", c->id, attach ? "attach" : "exec");
@@ -530,4 +580,81 @@ int vgpu_xen_stream_finish(struct vgpu_xen_stream *xs, bool kill, int *exit_code
 unsigned int vgpu_xen_streams_live(void)
 {
 	return atomic_load(&live_streams);
+}
+
+/* ---- port-forward ---- */
+
+/* The end of a port-forward's pump thread (detached): nobody else holds xs. */
+static void pf_done(struct vgpu_xen_stream *xs)
+{
+	const char *how = xs->got_exit ? (xs->exit_code ? xs->guest_err : "both sides closed") : xs->why;
+	atomic_fetch_sub(&live_streams, 1);
+	vgpu_log(xs->got_exit && xs->exit_code ? VGPU_LOG_WARN : VGPU_LOG_INFO,
+		 "pod %s: port-forward to port %u in domain %u closed (%s; %u streams left)", xs->id, xs->port, xs->domid,
+		 how[0] ? how : "connection failed in the guest", vgpu_xen_streams_live());
+	stream_free(xs);
+}
+
+int vgpu_xen_stream_port_forward(struct vgpu_pod_manager *m, const char *sandbox_id, uint16_t port, int *fd_out,
+				 struct vgpu_err *err)
+{
+	struct agent_stream_req sr = { .type = AGENT_MSG_POD_PORTFWD_STREAM, .port = port };
+	char path[AGENT_STREAM_PATH_MAX];
+	uint32_t domid = 0;
+	long long t0 = vgpu_now_ns();
+	if (atomic_fetch_add(&live_streams, 1) >= MAX_STREAMS) {
+		atomic_fetch_sub(&live_streams, 1);
+		return vgpu_err_set(err, -ENOSPC, "pod %s: %u exec/attach/port-forward sessions into xen pods are open "
+				    "already", sandbox_id, MAX_STREAMS);
+	}
+	int r = request_stream(m, sandbox_id, &sr, &domid, path, err);
+	if (r < 0) { /* the streaming session names the pod and the port */
+		atomic_fetch_sub(&live_streams, 1);
+		return r;
+	}
+	struct vgpu_xen_stream *xs = vgpu_calloc(1, sizeof(*xs));
+	snprintf(xs->id, sizeof(xs->id), "%s", sandbox_id);
+	xs->domid = domid;
+	xs->portfwd = true;
+	xs->port = port;
+	xs->in_fd = xs->out_fd[0] = xs->out_fd[1] = xs->exit_wr = xs->wake[0] = xs->wake[1] = -1;
+	pthread_mutex_init(&xs->lock, NULL);
+	int sp[2] = { -1, -1 };
+	r = connect_stream(xs, path, err);
+	if (r == 0 && socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sp) < 0)
+		r = vgpu_err_errno(err, errno, "pod %s: port-forward: socketpair", sandbox_id);
+	if (r == 0) {
+		xs->out_fd[0] = sp[0];
+		xs->in_fd = fcntl(sp[0], F_DUPFD_CLOEXEC, 0);
+		if (xs->in_fd < 0)
+			r = vgpu_err_errno(err, errno, "pod %s: port-forward: dup", sandbox_id);
+		set_nonblock(sp[0]); /* both descriptors: one open file */
+	}
+	if (r == 0) {
+		xs->xs = xs_open(XS_OPEN_READONLY);
+		if (!xs->xs)
+			vgpu_log(VGPU_LOG_WARN, "pod %s: port-forward: xs_open: %s", sandbox_id, strerror(errno));
+		pthread_attr_t attr;
+		pthread_t t; /* not xs->thread: the thread may have freed xs when pthread_create returns */
+		int e = pthread_attr_init(&attr);
+		if (e == 0) {
+			e = pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+			if (e == 0)
+				e = pthread_create(&t, &attr, pump_thread, xs);
+			pthread_attr_destroy(&attr);
+		}
+		if (e)
+			r = vgpu_err_errno(err, e, "pod %s: port-forward: thread", sandbox_id);
+	}
+	if (r < 0) {
+		if (sp[1] >= 0)
+			close(sp[1]);
+		stream_free(xs); /* closes sp[0] and its duplicate */
+		atomic_fetch_sub(&live_streams, 1);
+		return r;
+	}
+	vgpu_log(VGPU_LOG_INFO, "pod %s: port-forward to port %u in domain %u at %s open after %.2f s", sandbox_id, port,
+		 domid, path, (double)(vgpu_now_ns() - t0) / 1e9);
+	*fd_out = sp[1];
+	return 0;
 }

@@ -1,4 +1,4 @@
-/* Exec and Attach of containers in xen pods (internal to cri/): the streaming server's backend
+/* Exec and Attach of containers in xen pods, and PortForward into xen pods (internal to cri/): the streaming server's backend
  * (container_stream.c) hands the session plain pipes, exactly as for runc containers; behind them
  * a pump thread per session moves frames over a vchan of the session's own that the guest agent
  * offers on request (agent_stream.h: CTR_EXEC_STREAM / CTR_ATTACH_STREAM on the pod's control
@@ -31,7 +31,17 @@ int vgpu_xen_stream_resize(struct vgpu_xen_stream *xs, uint16_t width, uint16_t 
  * process's (exec), 0 for attach; an error when the guest side went away without one. */
 int vgpu_xen_stream_finish(struct vgpu_xen_stream *xs, bool kill, int *exit_code, struct vgpu_err *err);
 
-/* Sessions of xen containers alive now (tests, logs). */
+/* PortForward into a xen pod: the guest's agent connects to 127.0.0.1:port in the pod (an error,
+ * e.g. ECONNREFUSED with the guest's text, when it cannot); *fd_out is one end of a socket pair
+ * (O_CLOEXEC, owned by the caller) that behaves as that connection: bytes both ways, shutdown
+ * SHUT_WR reaches the port as EOF, the port's EOF reads as EOF. A detached pump thread relays the
+ * other end over a vchan of its own and ends, freeing everything, when both directions ended, the
+ * caller closed fd_out, or the guest went away (then fd_out reads EOF). Shares the cap of
+ * sessions with exec/attach. */
+int vgpu_xen_stream_port_forward(struct vgpu_pod_manager *m, const char *sandbox_id, uint16_t port, int *fd_out,
+				 struct vgpu_err *err);
+
+/* Sessions of xen containers and port-forward connections alive now (tests, logs). */
 unsigned int vgpu_xen_streams_live(void);
 
 #endif

@@ -4,6 +4,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -326,4 +327,112 @@ void vgpu_xen_vols_spec(json_object *spec, const struct vgpu_xen_vol *vols, size
 uint32_t vgpu_xen_vol_flags(const struct vgpu_xen_vol *v)
 {
 	return (v->readonly ? AGENT_VOL_REPLACE : 0) | (v->is_file ? AGENT_VOL_ISFILE : 0);
+}
+
+bool vgpu_xen_vol_writes_back(const struct vgpu_xen_vol *v)
+{
+	return !v->readonly && v->is_file;
+}
+
+/* Does fd (at offset 0) hold exactly data? */
+static bool same_content(int fd, const uint8_t *data, size_t len)
+{
+	uint8_t buf[8192];
+	size_t off = 0;
+	for (;;) {
+		ssize_t n = read(fd, buf, sizeof(buf));
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0)
+			return false;
+		if (n == 0)
+			return off == len;
+		if ((size_t)n > len - off || memcmp(buf, data + off, (size_t)n) != 0)
+			return false;
+		off += (size_t)n;
+	}
+}
+
+static int write_all_fd(int fd, const uint8_t *p, size_t len)
+{
+	for (size_t done = 0; done < len;) {
+		ssize_t n = write(fd, p + done, len - done);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0)
+			return -errno;
+		done += (size_t)n;
+	}
+	return 0;
+}
+
+/* A new temp file beside the target, named after it (O_EXCL: never an existing one). */
+static int make_temp(int dfd, const char *base, mode_t mode, char name[NAME_MAX + 1])
+{
+	static unsigned counter;
+	for (int attempt = 0; attempt < 16; attempt++) {
+		unsigned n = __atomic_fetch_add(&counter, 1, __ATOMIC_RELAXED);
+		snprintf(name, NAME_MAX + 1, ".%.200s.vgpu-wb-%d-%u", base, (int)getpid(), n);
+		int fd = openat(dfd, name, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, mode);
+		if (fd >= 0 || errno != EEXIST)
+			return fd < 0 ? -errno : fd;
+	}
+	return -EEXIST;
+}
+
+int vgpu_xen_vol_write_back(const char *host_path, const void *data, size_t len, bool *written,
+			    struct vgpu_err *err)
+{
+	*written = false;
+	if (len > AGENT_VOL_GET_MAX)
+		return vgpu_err_set(err, -EFBIG, "host path %s: %zu bytes to write back, more than %u", host_path, len,
+				    AGENT_VOL_GET_MAX);
+	const char *slash = strrchr(host_path, '/');
+	if (host_path[0] != '/' || !slash || !slash[1] || strcmp(slash + 1, ".") == 0 || strcmp(slash + 1, "..") == 0)
+		return vgpu_err_set(err, -EINVAL, "host path %s: not a file path", host_path);
+	const char *base = slash + 1;
+	_cleanup_free_ char *dir = slash == host_path ? vgpu_strdup("/")
+						      : vgpu_asprintf("%.*s", (int)(slash - host_path), host_path);
+	_cleanup_close_ int dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (dfd < 0)
+		return vgpu_err_errno(err, errno, "host path %s: open its directory", host_path);
+	_cleanup_close_ int fd = openat(dfd, base, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_NOCTTY | O_CLOEXEC);
+	struct stat st;
+	if (fd < 0 && errno == ELOOP)
+		return vgpu_err_set(err, -ELOOP, "host path %s is a symlink: not written back", host_path);
+	if (fd < 0)
+		return vgpu_err_errno(err, errno, "host path %s", host_path);
+	if (fstat(fd, &st) < 0)
+		return vgpu_err_errno(err, errno, "host path %s: stat", host_path);
+	if (!S_ISREG(st.st_mode))
+		return vgpu_err_set(err, -EINVAL, "host path %s is not a regular file: not written back", host_path);
+	if ((size_t)st.st_size == len && same_content(fd, data, len))
+		return 0;
+	char tmp[NAME_MAX + 1];
+	int tfd = make_temp(dfd, base, st.st_mode & 0777, tmp);
+	if (tfd < 0)
+		return vgpu_err_set(err, tfd, "host path %s: temp file: %s", host_path, strerror(-tfd));
+	int r = 0;
+	if (fchown(tfd, st.st_uid, st.st_gid) < 0 && errno != EPERM)
+		r = -errno;
+	if (r == 0 && fchmod(tfd, st.st_mode & 0777) < 0) /* setuid/setgid dropped: content from a guest */
+		r = -errno;
+	if (r == 0)
+		r = write_all_fd(tfd, data, len);
+	if (r == 0 && fsync(tfd) < 0)
+		r = -errno;
+	if (close(tfd) < 0 && r == 0)
+		r = -errno;
+	struct stat now;
+	if (r == 0 && (fstatat(dfd, base, &now, AT_SYMLINK_NOFOLLOW) < 0 || now.st_dev != st.st_dev ||
+		       now.st_ino != st.st_ino))
+		r = -ESTALE; /* replaced meanwhile: leave whatever is there now */
+	if (r == 0 && renameat(dfd, tmp, dfd, base) < 0)
+		r = -errno;
+	if (r < 0) {
+		(void)unlinkat(dfd, tmp, 0);
+		return vgpu_err_set(err, r, "host path %s: write back: %s", host_path, strerror(-r));
+	}
+	*written = true;
+	return 0;
 }

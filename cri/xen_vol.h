@@ -2,7 +2,9 @@
  * driver domain, so each CRI mount's host path (a file or a directory tree) is read here into the
  * record stream of agent_proto.h and written by vgpu-agent under /run/vgpu-agent/vol/<key>/ in the
  * guest, where the container bind-mounts it. Read-only mounts are re-sent when their content
- * changes (kubelet's configMap/secret/token updates); writable ones are never copied back. */
+ * changes (kubelet's configMap/secret/token updates); a writable mount of a single file (kubelet's
+ * termination-log) is written back to its host file once the container exited (VOL_GET);
+ * writable directories (emptyDir) never are. */
 #ifndef VGPU_XEN_VOL_H
 #define VGPU_XEN_VOL_H
 
@@ -57,5 +59,19 @@ void vgpu_xen_vols_spec(json_object *spec, const struct vgpu_xen_vol *vols, size
 
 /* VOL_PUT flags for v. */
 uint32_t vgpu_xen_vol_flags(const struct vgpu_xen_vol *v);
+
+/* Is v written back when its container exits? A writable mount of a single regular file
+ * (kubelet's termination-log); directories (emptyDir, hostPath dirs) never are. */
+bool vgpu_xen_vol_writes_back(const struct vgpu_xen_vol *v);
+
+/* Write data (the guest's copy, at most AGENT_VOL_GET_MAX bytes: -EFBIG) over host_path, which
+ * must exist as a regular file: its last component is opened with O_NOFOLLOW (a symlink is
+ * -ELOOP, never followed; anything but a regular file -EINVAL). Atomic: a temp file in the same
+ * directory (the old file's permission bits without setuid/setgid, and its owner), fsync, then
+ * rename over host_path only if host_path is
+ * still the inode that was checked, so a reader sees the old or the new content, never a part.
+ * Same content as now: nothing is written (*written false). */
+int vgpu_xen_vol_write_back(const char *host_path, const void *data, size_t len, bool *written,
+			    struct vgpu_err *err);
 
 #endif

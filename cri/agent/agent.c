@@ -83,6 +83,10 @@ static void setup_pid1(void)
 	mount("devpts", "/dev/pts", "devpts", MS_NOSUID | MS_NOEXEC, "newinstance,ptmxmode=0666");
 	mkdir("/dev/shm", 01777);
 	mount("tmpfs", "/dev/shm", "tmpfs", MS_NOSUID | MS_NODEV, NULL);
+	/* every pod has a loopback (CNI's loopback plugin on runc pods): PortForward connects there */
+	int rc = agent_net_loopback_up();
+	if (rc < 0)
+		say("loopback up: %s", strerror(-rc));
 }
 
 static int recv_full(struct libxenvchan *ch, void *buf, size_t len)
@@ -290,8 +294,11 @@ static int handle_stream(struct libxenvchan *ch, const struct agent_hdr *hdr, co
 	if (rc < 0)
 		return send_error(ch, hdr->id, rc, "malformed stream request");
 	rc = agent_stream_open(&ctr_env, &req, path, msg);
-	say("container %s: %s stream: %s", req.id, req.type == AGENT_MSG_CTR_EXEC_STREAM ? "exec" : "attach",
-	    rc < 0 ? msg : path);
+	if (req.type == AGENT_MSG_POD_PORTFWD_STREAM)
+		say("port-forward to port %u: %s", req.port, rc < 0 ? msg : path);
+	else
+		say("container %s: %s stream: %s", req.id, req.type == AGENT_MSG_CTR_EXEC_STREAM ? "exec" : "attach",
+		    rc < 0 ? msg : path);
 	agent_stream_req_free(&req);
 	if (rc < 0)
 		return send_error(ch, hdr->id, rc, msg);
@@ -321,30 +328,67 @@ static int handle_net(struct libxenvchan *ch, uint32_t id, const uint8_t *payloa
 	return send_msg(ch, AGENT_MSG_OK, id, NULL);
 }
 
-/* VOL_PUT: a chunk of a copy-in volume's record stream (agent_vol.c); END writes the volume. */
-static int handle_vol(struct libxenvchan *ch, uint32_t id, const uint8_t *payload, size_t len)
+/* The volumes' directory, opened once (-errno). */
+static int vol_root(void)
 {
-	static struct agent_vol_pending pending;
 	static int root_fd = -1;
-	struct agent_vol_put put;
-	char msg[AGENT_VOL_MSG_MAX];
-	int rc = agent_vol_put_decode(payload, len, &put);
 
-	if (rc < 0)
-		return send_error(ch, id, rc, "malformed volume chunk");
 	if (root_fd < 0) {
 		(void)mkdir("/run/vgpu-agent", 0755);
 		(void)mkdir(AGENT_VOL_ROOT, 0755);
 		root_fd = open(AGENT_VOL_ROOT, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
 		if (root_fd < 0)
-			return send_error(ch, id, -errno, "cannot open " AGENT_VOL_ROOT);
+			return -errno;
 	}
+	return root_fd;
+}
+
+/* VOL_PUT: a chunk of a copy-in volume's record stream (agent_vol.c); END writes the volume. */
+static int handle_vol(struct libxenvchan *ch, uint32_t id, const uint8_t *payload, size_t len)
+{
+	static struct agent_vol_pending pending;
+	struct agent_vol_put put;
+	char msg[AGENT_VOL_MSG_MAX];
+	int rc = agent_vol_put_decode(payload, len, &put);
+	int root_fd = vol_root();
+
+	if (rc < 0)
+		return send_error(ch, id, rc, "malformed volume chunk");
+	if (root_fd < 0)
+		return send_error(ch, id, root_fd, "cannot open " AGENT_VOL_ROOT);
 	rc = agent_vol_put(&pending, root_fd, &put, msg);
 	if (put.flags & AGENT_VOL_END || rc < 0)
 		say("volume %s: %s", put.key, rc < 0 || msg[0] ? msg : "written");
 	if (rc < 0)
 		return send_error(ch, id, rc, msg);
 	return send_msg(ch, AGENT_MSG_OK, id, NULL);
+}
+
+/* VOL_GET: a writable file volume's content for the daemon to write back (agent_vol.c: the volume's
+ * file is opened without following a symlink the container may have planted). */
+static int handle_vol_get(struct libxenvchan *ch, uint32_t id, const uint8_t *payload, size_t len)
+{
+	char key[AGENT_MAX_ID_LEN + 1], msg[AGENT_VOL_MSG_MAX];
+	struct agent_buf data = { 0 }, reply = { 0 };
+	uint32_t flags = 0;
+	int root_fd = vol_root();
+	int rc = agent_vol_get_decode(payload, len, key);
+
+	if (rc < 0)
+		return send_error(ch, id, rc, "malformed volume request");
+	if (root_fd < 0)
+		return send_error(ch, id, root_fd, "cannot open " AGENT_VOL_ROOT);
+	rc = agent_vol_get(root_fd, key, &data, &flags, msg);
+	if (rc == 0)
+		rc = agent_vol_data_encode(&reply, flags, data.data, data.len);
+	say("volume %s: write-back read: %s", key, rc < 0 ? (msg[0] ? msg : strerror(-rc)) : "ok");
+	if (rc == 0)
+		rc = send_msg(ch, AGENT_MSG_VOL_GET, id, &reply);
+	else
+		rc = send_error(ch, id, rc, msg[0] ? msg : "cannot read the volume");
+	agent_buf_free(&data);
+	agent_buf_free(&reply);
+	return rc;
 }
 
 /* Wait for the next message. A daemon that died without closing the channel (a crash) leaves it
@@ -426,8 +470,12 @@ static void serve(struct libxenvchan *ch)
 		case AGENT_MSG_VOL_PUT:
 			rc = handle_vol(ch, hdr.id, payload, hdr.len);
 			break;
+		case AGENT_MSG_VOL_GET:
+			rc = handle_vol_get(ch, hdr.id, payload, hdr.len);
+			break;
 		case AGENT_MSG_CTR_EXEC_STREAM:
 		case AGENT_MSG_CTR_ATTACH_STREAM:
+		case AGENT_MSG_POD_PORTFWD_STREAM:
 			rc = handle_stream(ch, &hdr, payload);
 			break;
 		case AGENT_MSG_POWEROFF:

@@ -1,7 +1,8 @@
 /* Containers inside the guest (vgpu-agent): each runs through runc with a bundle under
  * AGENT_CTR_ROOT/<id>/, its rootfs an overlay of the read-only image disk (erofs) and a tmpfs upper
  * layer. A shepherd process per container (a child of the agent, child subreaper) runs `runc
- * create`, turns the container's stdout/stderr into CRI log records and writes the exit status.
+ * create`, turns the container's stdout/stderr into CRI log records and writes the exit status
+ * (agent_shepherd.c).
  *
  * Files of a container, AGENT_CTR_ROOT/<id>/:
  *   config.json   the OCI spec the daemon sent (root.path "rootfs", relative to the bundle)

@@ -17,5 +17,7 @@ struct agent_net_env {
  * msg saying what failed. */
 int agent_net_configure(const struct agent_net_env *env, const struct agent_net_config *nc, char *ifname,
 			char *msg);
+/* Bring the guest's "lo" up (the kernel leaves it down); 0 or -errno. */
+int agent_net_loopback_up(void);
 
 #endif

@@ -632,7 +632,8 @@ int agent_net_config_decode(const uint8_t *payload, size_t len, struct agent_net
 	return rc;
 }
 
-/* ---- interactive streams (CTR_EXEC_STREAM, CTR_ATTACH_STREAM, the stream vchan's frames) ---- */
+/* ---- interactive streams (CTR_EXEC_STREAM, CTR_ATTACH_STREAM, POD_PORTFWD_STREAM, the stream vchan's
+ * frames) ---- */
 
 static int stream_flags_ok(uint16_t type, uint32_t flags)
 {
@@ -649,6 +650,9 @@ int agent_stream_req_encode(struct agent_buf *b, const struct agent_stream_req *
 {
 	int rc;
 
+	if (req->type == AGENT_MSG_POD_PORTFWD_STREAM)
+		return req->port >= 1 && req->port <= 65535 && !req->id && !req->flags && !req->argv
+			       ? agent_put_u32(b, req->port) : -EINVAL;
 	if ((req->type != AGENT_MSG_CTR_EXEC_STREAM && req->type != AGENT_MSG_CTR_ATTACH_STREAM) || !req->id ||
 	    !id_ok(req->id, strlen(req->id)) || !stream_flags_ok(req->type, req->flags) ||
 	    (req->type == AGENT_MSG_CTR_EXEC_STREAM) != (req->argv != NULL))
@@ -704,6 +708,14 @@ int agent_stream_req_decode(uint16_t type, const uint8_t *payload, size_t len, s
 	int rc;
 
 	memset(out, 0, sizeof(*out));
+	if (type == AGENT_MSG_POD_PORTFWD_STREAM) {
+		uint32_t port;
+		if (agent_get_u32(&r, &port) < 0 || r.left != 0 || port < 1 || port > 65535)
+			return -EPROTO;
+		out->type = type;
+		out->port = port;
+		return 0;
+	}
 	if (type != AGENT_MSG_CTR_EXEC_STREAM && type != AGENT_MSG_CTR_ATTACH_STREAM)
 		return -EPROTO;
 	out->type = type;
@@ -758,6 +770,8 @@ int agent_stream_frame_check(const struct agent_hdr *hdr, int from_guest)
 		return from_guest && hdr->len >= 1 && hdr->len <= AGENT_STREAM_MAX_DATA ? 0 : -EPROTO;
 	case AGENT_MSG_STREAM_EXIT:
 		return from_guest && hdr->len == 4 ? 0 : -EPROTO;
+	case AGENT_MSG_STREAM_STDOUT_CLOSE:
+		return from_guest && hdr->len == 0 ? 0 : -EPROTO;
 	case AGENT_MSG_STREAM_STDIN:
 		return !from_guest && hdr->len >= 1 && hdr->len <= AGENT_STREAM_MAX_DATA ? 0 : -EPROTO;
 	case AGENT_MSG_STREAM_STDIN_CLOSE:

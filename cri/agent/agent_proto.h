@@ -82,7 +82,8 @@ enum agent_msg_type {
 	AGENT_MSG_CTR_UPDATE = 21,
 	/* copy-in volumes (agent_vol.c) */
 	AGENT_MSG_VOL_PUT = 22,
-	AGENT_MSG_LAST = AGENT_MSG_VOL_PUT,
+	AGENT_MSG_VOL_GET = 23, /* request and reply (write-back of writable file mounts) */
+	AGENT_MSG_LAST = AGENT_MSG_VOL_GET,
 };
 
 enum agent_ctr_state_code {
@@ -232,7 +233,16 @@ int agent_net_mac_ok(const char *s);
  *   agent -> daemon: STREAM_STDOUT / STREAM_STDERR data (1..max), STREAM_EXIT i32 exit code (128+N
  *                    for signal N; attach: 0, the container exited), KEEPALIVE -
  * Either side sends KEEPALIVE after 2 s without sending anything; a side silent for
- * AGENT_STREAM_SILENCE_MS is taken as gone. Anything else on a stream vchan ends that stream. */
+ * AGENT_STREAM_SILENCE_MS is taken as gone. Anything else on a stream vchan ends that stream.
+ * Port-forward (CRI PortForward into the pod; ops 43 and up):
+ *   POD_PORTFWD_STREAM u32 port (1..65535), nothing else. The agent connects to 127.0.0.1:port in
+ *                     the guest's network namespace (the pod's: its containers share it) before it
+ *                     answers: STREAM_OPENED, or ERROR with the connect's errno and text. On the
+ *                     stream vchan the connection's bytes are STDIN (to the port) and STDOUT (from
+ *                     it); STDIN_CLOSE half-closes towards the port, STREAM_STDOUT_CLOSE (guest ->
+ *                     daemon, empty) says the port's side half-closed; EXIT 0 once both directions
+ *                     ended, or a STDERR text and EXIT errno (1..255) when the connection failed.
+ *                     KILL or the daemon's close drop the connection. */
 #define AGENT_STREAM_MAX_DATA 16384u
 #define AGENT_STREAM_PATH_PREFIX "data/vgpu-stream-"
 #define AGENT_STREAM_PATH_MAX 48u
@@ -256,16 +266,20 @@ enum agent_stream_msg_type {
 	AGENT_MSG_STREAM_EXIT = 40,
 	AGENT_MSG_STREAM_KILL = 41,
 	AGENT_MSG_STREAM_KEEPALIVE = 42,
-	AGENT_MSG_STREAM_LAST = 42,
+	AGENT_MSG_POD_PORTFWD_STREAM = 43,
+	AGENT_MSG_STREAM_STDOUT_CLOSE = 44,
+	AGENT_MSG_STREAM_LAST = 44,
 };
 
-/* CTR_EXEC_STREAM / CTR_ATTACH_STREAM. Decoded strings are malloc'd and owned by the struct
- * (agent_stream_req_free); for encoding they are borrowed. */
+/* CTR_EXEC_STREAM / CTR_ATTACH_STREAM / POD_PORTFWD_STREAM. Decoded strings are malloc'd and
+ * owned by the struct (agent_stream_req_free); for encoding they are borrowed. */
 struct agent_stream_req {
 	uint16_t type;
-	char *id;
-	uint32_t flags;  /* AGENT_STREAM_*; at least one of STDIN/STDOUT/STDERR; TTY excludes STDERR */
+	char *id;        /* not for port-forward */
+	uint32_t flags;  /* AGENT_STREAM_*; at least one of STDIN/STDOUT/STDERR; TTY excludes STDERR;
+			    0 for port-forward */
 	char **argv;     /* exec only, NULL-terminated */
+	uint32_t port;   /* port-forward only: 1..65535 */
 };
 /* -EINVAL for a request that breaks the rules above. */
 int agent_stream_req_encode(struct agent_buf *b, const struct agent_stream_req *req);
@@ -342,5 +356,29 @@ int agent_vol_rec_put(struct agent_buf *b, const struct agent_vol_rec *rec);
 /* The next record: 1 and *out, 0 at the end, -EPROTO for a malformed record (bad type, path,
  * a directory with data, a link target empty or with NUL, lengths past the end). */
 int agent_vol_rec_next(struct agent_reader *r, struct agent_vol_rec *out);
+
+/* ---- Write-back of writable single-file mounts (kubelet's termination message) ----
+ *   VOL_GET (23)  daemon -> agent: str key (as VOL_PUT's) of a FILE volume.
+ *                 agent -> daemon, the reply, same type: u32 flags (AGENT_VOL_GET_TRUNCATED: the
+ *                 guest's file is longer than AGENT_VOL_GET_MAX and data is its first
+ *                 AGENT_VOL_GET_MAX bytes), str data (0..AGENT_VOL_GET_MAX bytes). ERROR when the
+ *                 volume's file is missing, a symlink or not a regular file.
+ * The daemon writes data over the mount's host file once the container has exited (xen_vol.h). */
+#define AGENT_VOL_GET_MAX (64u << 10)
+#define AGENT_VOL_GET_TRUNCATED 1u
+struct agent_vol_data {
+	uint32_t flags;
+	const uint8_t *data; /* into the payload */
+	size_t len;
+};
+/* -EINVAL for a bad key. */
+int agent_vol_get_encode(struct agent_buf *b, const char *key);
+/* key gets a copy (NUL-terminated); -EPROTO for a bad key or trailing bytes. */
+int agent_vol_get_decode(const uint8_t *payload, size_t len, char key[AGENT_MAX_ID_LEN + 1]);
+/* -EINVAL for unknown flags, len > AGENT_VOL_GET_MAX, or TRUNCATED with len != AGENT_VOL_GET_MAX. */
+int agent_vol_data_encode(struct agent_buf *b, uint32_t flags, const void *data, size_t len);
+/* -EPROTO for any truncation, trailing bytes, unknown flags, data over AGENT_VOL_GET_MAX, or TRUNCATED
+ * with less than AGENT_VOL_GET_MAX bytes. */
+int agent_vol_data_decode(const uint8_t *payload, size_t len, struct agent_vol_data *out);
 
 #endif

@@ -1,9 +1,10 @@
-/* Interactive streams in the guest: a child of the agent per Exec/Attach session, serving its own
- * vchan (see agent_stream.h). */
+/* Interactive streams in the guest: a child of the agent per Exec/Attach/port-forward session,
+ * serving its own vchan (see agent_stream.h). */
 #include "agent_stream.h"
 
 #include <errno.h>
 #include <fcntl.h>
+#include <netinet/in.h>
 #include <poll.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -12,6 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/ioctl.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <termios.h>
@@ -27,6 +29,7 @@
 #define STDIN_BUF_MAX (64u << 10)
 #define TAIL_LINE_MAX (64u << 10)
 #define PIDFILE_WAIT_MS 2000
+#define PF_CONNECT_MS 3000      /* a loopback connect answers at once unless the backlog is full */
 
 static int fail(char *msg, int code, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 static int fail(char *msg, int code, const char *fmt, ...)
@@ -68,7 +71,10 @@ struct stream {
 	char *line;                 /* a log record not complete yet */
 	size_t line_len;
 	bool stdin_once;
-	/* both */
+	/* port-forward: in_fd and out_fd[0] are two descriptors of the connection to the port */
+	int pf_error;               /* errno of a failed read or write on it: the session ends */
+	const char *pf_step;
+	/* all */
 	uint8_t rx[AGENT_HDR_SIZE + AGENT_STREAM_MAX_DATA];
 	size_t rx_len;
 	struct agent_buf stdin_buf;
@@ -110,6 +116,11 @@ static int send_wait(struct stream *s, uint16_t type, const void *data, size_t l
 		if (poll(&p, 1, 100) > 0)
 			libxenvchan_wait(s->ch);
 	}
+}
+
+static bool is_pf(const struct stream *s)
+{
+	return s->req->type == AGENT_MSG_POD_PORTFWD_STREAM;
 }
 
 /* ---- the process ---- */
@@ -378,9 +389,19 @@ static void close_stdin(struct stream *s)
 	if (s->req->type == AGENT_MSG_CTR_ATTACH_STREAM) {
 		attach_stdin_done(s);
 	} else if (s->in_fd >= 0) {
+		if (is_pf(s)) /* the port sees EOF; its answer still comes on out_fd[0] */
+			(void)shutdown(s->in_fd, SHUT_WR);
 		if (s->in_fd != s->master) /* a tty's stdin is the master: nothing to close */
 			close(s->in_fd);
 		s->in_fd = -1;
+	}
+}
+
+static void pf_failed(struct stream *s, const char *step, int e)
+{
+	if (is_pf(s) && !s->pf_error) {
+		s->pf_error = e > 0 && e < 256 ? e : EIO;
+		s->pf_step = step;
 	}
 }
 
@@ -457,13 +478,16 @@ static int pump_out(struct stream *s, int i, struct pollfd *p)
 	if (n < 0 && (errno == EINTR || errno == EAGAIN))
 		return 0;
 	if (n <= 0) { /* EOF, or EIO: a pty whose slave is closed everywhere */
+		if (n < 0)
+			pf_failed(s, "read from", errno);
 		if (s->out_fd[i] == s->in_fd)
 			s->in_fd = -1;
 		if (s->out_fd[i] == s->master)
 			s->master = -1;
 		close(s->out_fd[i]);
 		s->out_fd[i] = -1;
-		return 0;
+		/* port-forward: the port half-closed; the daemon half-closes the client's side */
+		return is_pf(s) && n == 0 ? send_wait(s, AGENT_MSG_STREAM_STDOUT_CLOSE, NULL, 0) : 0;
 	}
 	return try_send(s, i == 0 ? AGENT_MSG_STREAM_STDOUT : AGENT_MSG_STREAM_STDERR, buf, (size_t)n);
 }
@@ -477,6 +501,8 @@ static void pump_stdin(struct stream *s)
 		if (n < 0 && errno == EAGAIN)
 			return;
 		if (n <= 0) { /* the process closed its stdin */
+			if (n < 0)
+				pf_failed(s, "write to", errno);
 			s->stdin_buf.len = 0;
 			close_stdin(s);
 			break;
@@ -496,6 +522,10 @@ static bool finished(struct stream *s, int *code)
 	if (s->req->type == AGENT_MSG_CTR_ATTACH_STREAM) {
 		*code = 0;
 		return false; /* decided in the loop, after the log is read to its end */
+	}
+	if (is_pf(s)) { /* both directions ended, or the connection failed */
+		*code = s->pf_error;
+		return s->pf_error || (s->out_fd[0] < 0 && s->in_fd < 0 && s->stdin_buf.len == 0);
 	}
 	reap_exec(s);
 	*code = s->exit_code;
@@ -537,6 +567,12 @@ static int pump(struct stream *s)
 		int code;
 		if (finished(s, &code)) {
 			uint8_t raw[4];
+			if (is_pf(s) && code) {
+				char text[160];
+				int len = snprintf(text, sizeof(text), "%s 127.0.0.1:%u: %s", s->pf_step, s->req->port,
+						   strerror(code));
+				(void)send_wait(s, AGENT_MSG_STREAM_STDERR, text, (size_t)len);
+			}
 			agent_stream_exit_encode(raw, code);
 			return send_wait(s, AGENT_MSG_STREAM_EXIT, raw, sizeof(raw)) < 0;
 		}
@@ -580,7 +616,8 @@ static void stream_child(struct stream *s, const char *path, int sync_fd)
 	close(sync_fd);
 	int rc = 1;
 	if (wait_for_daemon(s->ch)) {
-		int started = s->req->type == AGENT_MSG_CTR_EXEC_STREAM ? start_exec(s) : start_attach(s);
+		int started = is_pf(s) ? 0 /* connected already */
+			      : s->req->type == AGENT_MSG_CTR_EXEC_STREAM ? start_exec(s) : start_attach(s);
 		if (started < 0) {
 			char text[256];
 			int n = snprintf(text, sizeof(text), "vgpu-agent: cannot start the %s: %s\n",
@@ -625,32 +662,79 @@ static int check_container(const struct agent_ctr_env *env, const struct agent_s
 	return 0;
 }
 
+/* Port-forward: connect to 127.0.0.1:port here, in the guest's network namespace (the pod's: the
+ * containers' specs join it), before answering, so that a refused connection is the request's
+ * error. fd_out gets the connection twice (stdin and stdout of the session: each end closes
+ * its own descriptor). */
+static int pf_connect(uint32_t port, int fd_out[2], char *msg)
+{
+	struct sockaddr_in a = { .sin_family = AF_INET, .sin_port = htons((uint16_t)port) };
+	a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+	if (fd < 0)
+		return fail(msg, -errno, "socket: %s", strerror(errno));
+	int rc = connect(fd, (struct sockaddr *)&a, sizeof(a));
+	if (rc < 0 && errno == EINPROGRESS) {
+		struct pollfd p = { .fd = fd, .events = POLLOUT };
+		int e = 0;
+		socklen_t elen = sizeof(e);
+		rc = poll(&p, 1, PF_CONNECT_MS);
+		if (rc == 0)
+			errno = ETIMEDOUT;
+		else if (rc > 0 && getsockopt(fd, SOL_SOCKET, SO_ERROR, &e, &elen) == 0 && e)
+			errno = e;
+		rc = rc > 0 && e == 0 ? 0 : -1;
+	}
+	if (rc == 0 && (fd_out[1] = fcntl(fd, F_DUPFD_CLOEXEC, 0)) < 0)
+		rc = -1;
+	if (rc < 0) {
+		int e = errno;
+		close(fd);
+		return fail(msg, -e, "connect to 127.0.0.1:%u in the pod: %s", port, strerror(e));
+	}
+	fd_out[0] = fd;
+	return 0;
+}
+
 int agent_stream_open(const struct agent_ctr_env *env, const struct agent_stream_req *req,
 		      char path[AGENT_STREAM_PATH_MAX], char *msg)
 {
 	static unsigned int seq;
 	struct stream s = { .env = env, .req = req, .master = -1, .in_fd = -1, .out_fd = { -1, -1 }, .log_fd = -1 };
-	char buf[AGENT_CTR_MSG_MAX];
-	int sync[2];
+	char buf[AGENT_CTR_MSG_MAX], what[64 + AGENT_MAX_ID_LEN];
+	int sync[2], conn[2] = { -1, -1 };
 	size_t len = 0;
 
-	int rc = check_container(env, req, s.dir, sizeof(s.dir), &s.stdin_once, msg);
+	int rc = is_pf(&s) ? pf_connect(req->port, conn, msg)
+			   : check_container(env, req, s.dir, sizeof(s.dir), &s.stdin_once, msg);
 	if (rc < 0)
 		return rc;
+	if (is_pf(&s))
+		snprintf(what, sizeof(what), "port-forward to port %u", req->port);
+	else
+		snprintf(what, sizeof(what), "stream for container %s", req->id);
+	s.in_fd = conn[0];
+	s.out_fd[0] = conn[1];
 	s.seq = ++seq;
 	snprintf(path, AGENT_STREAM_PATH_MAX, "%s%u", AGENT_STREAM_PATH_PREFIX, s.seq);
-	if (pipe2(sync, O_CLOEXEC) < 0)
-		return fail(msg, -errno, "pipe: %s", strerror(errno));
-	pid_t pid = fork();
-	if (pid == 0) {
+	pid_t pid = -1;
+	if (pipe2(sync, O_CLOEXEC) < 0) {
+		rc = fail(msg, -errno, "pipe: %s", strerror(errno));
+	} else if ((pid = fork()) == 0) {
 		close(sync[0]);
 		stream_child(&s, path, sync[1]);
+	} else {
+		close(sync[1]);
+		if (pid < 0) {
+			rc = fail(msg, -errno, "fork: %s", strerror(errno));
+			close(sync[0]);
+		}
 	}
-	close(sync[1]);
-	if (pid < 0) {
-		close(sync[0]);
-		return fail(msg, -errno, "fork: %s", strerror(errno));
-	}
+	for (int i = 0; i < 2; i++) /* the child has the connection now */
+		if (conn[i] >= 0)
+			close(conn[i]);
+	if (rc < 0)
+		return rc;
 	double deadline = now_s() + OPEN_SYNC_MS / 1000.0;
 	struct pollfd p = { .fd = sync[0], .events = POLLIN };
 	while (len < sizeof(buf) - 1) {
@@ -669,6 +753,5 @@ int agent_stream_open(const struct agent_ctr_env *env, const struct agent_stream
 	if (strcmp(buf, "OK") == 0)
 		return 0; /* the agent's main loop reaps the child when it ends */
 	kill(pid, SIGKILL);
-	return fail(msg, -EIO, "stream for container %s: %s", req->id,
-		    len ? (strncmp(buf, "ERR ", 4) == 0 ? buf + 4 : buf) : "no vchan offered in time");
+	return fail(msg, -EIO, "%s: %s", what, len ? (strncmp(buf, "ERR ", 4) == 0 ? buf + 4 : buf) : "no vchan offered in time");
 }

@@ -11,6 +11,12 @@
  * its code), the daemon asked to KILL, closed the vchan, or went silent: then the exec'd process
  * is killed, the child exits and the vchan's keys go.
  *
+ * POD_PORTFWD_STREAM (CRI PortForward) connects to 127.0.0.1:port in the agent's own network
+ * namespace, which is the pod's (containers of xen pods share the guest's), before the child is
+ * forked: a refused connection is the request's ERROR. The child relays the connection's bytes
+ * (STDIN / STDOUT frames, half-closes both ways) and ends once both directions are closed, or with
+ * a STDERR text and EXIT errno when a read or write on the connection fails.
+ *
  * A container created with CRI `stdin` gets a FIFO <bundle>/stdin as its stdin (the shepherd,
  * agent_ctr.c, keeps a writer open so the container sees no EOF between attaches). With
  * `stdin_once`, the first attach that brought stdin and ends it makes <bundle>/stdin-closed; the
@@ -26,8 +32,9 @@
 #define AGENT_STDIN_ANNOTATION "\"io.vgpu-cri.stdin\":\"true\""
 #define AGENT_STDIN_ONCE_ANNOTATION "\"io.vgpu-cri.stdin-once\":\"true\""
 
-/* In the agent (PID 1): check the container, fork the stream child, wait until it offers its
- * vchan; path gets its xenstore path. 0 or -errno with msg (AGENT_CTR_MSG_MAX). */
+/* In the agent (PID 1): check the container (port-forward: connect to the port), fork the stream
+ * child, wait until it offers its vchan; path gets its xenstore path. 0 or -errno with msg
+ * (AGENT_CTR_MSG_MAX). */
 int agent_stream_open(const struct agent_ctr_env *env, const struct agent_stream_req *req,
 		      char path[AGENT_STREAM_PATH_MAX], char *msg);
 

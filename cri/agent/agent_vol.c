@@ -355,3 +355,51 @@ int agent_vol_put(struct agent_vol_pending *p, int root_fd, const struct agent_v
 	agent_vol_pending_free(p);
 	return rc;
 }
+
+int agent_vol_get(int root_fd, const char *key, struct agent_buf *out, uint32_t *flags, char msg[AGENT_VOL_MSG_MAX])
+{
+	uint8_t buf[16384];
+	size_t got = 0;
+	struct stat st;
+	int rc = 0;
+
+	msg[0] = '\0';
+	*flags = 0;
+	if (!agent_vol_key_ok(key, strlen(key)))
+		return fail(msg, -EINVAL, "volume key %s: %s", "?");
+	int vol = openat(root_fd, key, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+	if (vol < 0)
+		return fail(msg, errno == ELOOP || errno == ENOTDIR ? -ELOOP : -errno, "volume %s: %s", key);
+	/* O_NONBLOCK: a fifo put in its place must not hang the agent */
+	int fd = openat(vol, AGENT_VOL_FILE_NAME, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_NOCTTY | O_CLOEXEC);
+	int e = errno;
+	close(vol);
+	if (fd < 0)
+		return fail(msg, -e, e == ELOOP ? "volume %s: %s (its file is a symlink: refused)" : "volume %s: %s", key);
+	if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode)) {
+		close(fd);
+		return fail(msg, -EINVAL, "volume %s: %s (its file is not a regular file)", key);
+	}
+	/* one byte past the cap tells a longer file */
+	while (rc == 0 && got <= AGENT_VOL_GET_MAX) {
+		size_t want = AGENT_VOL_GET_MAX + 1 - got;
+		ssize_t n = read(fd, buf, want < sizeof(buf) ? want : sizeof(buf));
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0) {
+			rc = n < 0 ? -errno : 0;
+			break;
+		}
+		size_t keep = (size_t)n;
+		if (got + keep > AGENT_VOL_GET_MAX) {
+			keep = AGENT_VOL_GET_MAX - got;
+			*flags |= AGENT_VOL_GET_TRUNCATED;
+		}
+		rc = agent_put_bytes(out, buf, keep);
+		got += (size_t)n;
+	}
+	close(fd);
+	if (rc < 0)
+		return fail(msg, rc, "read volume %s: %s", key);
+	return 0;
+}

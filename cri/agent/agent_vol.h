@@ -1,4 +1,4 @@
-/* Copy-in volumes in the guest: the agent's side of VOL_PUT (format in agent_proto.h). A volume is
+/* Copy-in volumes in the guest: the agent's side of VOL_PUT and VOL_GET (format in agent_proto.h). A volume is
  * a directory <root>/<key>/ written from the daemon's record stream, relative to a directory fd
  * with openat/O_NOFOLLOW only, so nothing received can write outside it. No Xen: unit-tested on
  * the host against a temp dir (test/unit/agent_vol_test.c). */
@@ -34,5 +34,12 @@ void agent_vol_pending_free(struct agent_vol_pending *p);
  * file is rewritten in place. */
 int agent_vol_apply(int root_fd, const char *key, uint32_t flags, const uint8_t *stream, size_t len,
 		    char msg[AGENT_VOL_MSG_MAX]);
+
+/* VOL_GET: the content of the FILE volume key (<root>/<key>/file) into out (appended), at most
+ * AGENT_VOL_GET_MAX bytes; *flags gets AGENT_VOL_GET_TRUNCATED when the file is longer (the first
+ * AGENT_VOL_GET_MAX bytes are taken). Opened relative to root_fd with O_NOFOLLOW at each step: a
+ * symlink planted in place of the volume or its file is refused (-ELOOP), never followed; anything
+ * but a regular file is -EINVAL. 0 or a negative errno with msg set. */
+int agent_vol_get(int root_fd, const char *key, struct agent_buf *out, uint32_t *flags, char msg[AGENT_VOL_MSG_MAX]);
 
 #endif

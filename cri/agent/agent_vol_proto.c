@@ -1,4 +1,4 @@
-/* Encoding and decoding of the copy-in volume messages (VOL_PUT and its record stream; format in
+/* Encoding and decoding of the copy-in volume messages (VOL_PUT and its record stream, VOL_GET; format in
  * agent_proto.h), apart from agent_proto.c for size. Shared by the daemon (cri/xen_vol.c) and the
  * agent (agent_vol.c); every length off the wire is checked before use. */
 #include <errno.h>
@@ -133,4 +133,60 @@ int agent_vol_rec_next(struct agent_reader *r, struct agent_vol_rec *out)
 	out->data = (const uint8_t *)data;
 	out->data_len = data_len;
 	return 1;
+}
+
+int agent_vol_get_encode(struct agent_buf *b, const char *key)
+{
+	if (!key || !agent_vol_key_ok(key, strlen(key)))
+		return -EINVAL;
+	return agent_put_str(b, key, strlen(key));
+}
+
+int agent_vol_get_decode(const uint8_t *payload, size_t len, char key[AGENT_MAX_ID_LEN + 1])
+{
+	struct agent_reader r = { payload, len };
+	const char *k;
+	size_t k_len;
+
+	key[0] = '\0';
+	if (agent_get_str(&r, &k, &k_len) < 0 || !agent_vol_key_ok(k, k_len) || r.left != 0)
+		return -EPROTO;
+	memcpy(key, k, k_len);
+	key[k_len] = '\0';
+	return 0;
+}
+
+static int vol_data_ok(uint32_t flags, size_t len)
+{
+	return !(flags & ~AGENT_VOL_GET_TRUNCATED) && len <= AGENT_VOL_GET_MAX &&
+	       (!(flags & AGENT_VOL_GET_TRUNCATED) || len == AGENT_VOL_GET_MAX);
+}
+
+int agent_vol_data_encode(struct agent_buf *b, uint32_t flags, const void *data, size_t len)
+{
+	int rc;
+
+	if (!vol_data_ok(flags, len))
+		return -EINVAL;
+	rc = agent_put_u32(b, flags);
+	if (rc == 0)
+		rc = agent_put_str(b, data, len);
+	return rc;
+}
+
+int agent_vol_data_decode(const uint8_t *payload, size_t len, struct agent_vol_data *out)
+{
+	struct agent_reader r = { payload, len };
+	const char *data;
+	size_t data_len;
+
+	memset(out, 0, sizeof(*out));
+	if (agent_get_u32(&r, &out->flags) < 0 || agent_get_str(&r, &data, &data_len) < 0 || r.left != 0 ||
+	    !vol_data_ok(out->flags, data_len)) {
+		memset(out, 0, sizeof(*out));
+		return -EPROTO;
+	}
+	out->data = (const uint8_t *)data;
+	out->len = data_len;
+	return 0;
 }

@@ -455,7 +455,8 @@ START_TEST(new_ops_do_not_collide)
 				   AGENT_MSG_CTR_ATTACH_STREAM, AGENT_MSG_STREAM_OPENED, AGENT_MSG_STREAM_STDIN,
 				   AGENT_MSG_STREAM_STDIN_CLOSE, AGENT_MSG_STREAM_STDOUT, AGENT_MSG_STREAM_STDERR,
 				   AGENT_MSG_STREAM_RESIZE, AGENT_MSG_STREAM_EXIT, AGENT_MSG_STREAM_KILL,
-				   AGENT_MSG_STREAM_KEEPALIVE, AGENT_MSG_VOL_PUT };
+				   AGENT_MSG_STREAM_KEEPALIVE, AGENT_MSG_POD_PORTFWD_STREAM,
+				   AGENT_MSG_STREAM_STDOUT_CLOSE, AGENT_MSG_VOL_PUT, AGENT_MSG_VOL_GET };
 	size_t n = sizeof(types) / sizeof(types[0]);
 	for (size_t i = 0; i < n; i++) {
 		struct agent_hdr h = { .type = types[i] }, out;
@@ -626,7 +627,6 @@ START_TEST(vol_put_round_trip)
 	struct agent_vol_put got;
 
 	ck_assert_int_eq(AGENT_MSG_VOL_PUT, 22);
-	ck_assert_int_eq(AGENT_MSG_LAST, AGENT_MSG_VOL_PUT);
 	ck_assert_int_eq(agent_vol_put_encode(&b, "v0123abcd", AGENT_VOL_BEGIN | AGENT_VOL_REPLACE, "abc", 3), 0);
 	ck_assert_int_eq(agent_vol_put_decode(b.data, b.len, &got), 0);
 	ck_assert_str_eq(got.key, "v0123abcd");
@@ -716,6 +716,136 @@ START_TEST(vol_records_are_checked)
 }
 END_TEST
 
+START_TEST(portfwd_request_and_frames)
+{
+	struct agent_buf b = { 0 };
+	struct agent_stream_req in = { .type = AGENT_MSG_POD_PORTFWD_STREAM, .port = 8080 }, got;
+
+	ck_assert_int_eq(AGENT_MSG_POD_PORTFWD_STREAM, 43);
+	ck_assert_int_eq(AGENT_MSG_STREAM_LAST, AGENT_MSG_STREAM_STDOUT_CLOSE);
+	ck_assert_int_eq(agent_stream_req_encode(&b, &in), 0);
+	ck_assert_uint_eq(b.len, 4);
+	ck_assert_int_eq(agent_stream_req_decode(AGENT_MSG_POD_PORTFWD_STREAM, b.data, b.len, &got), 0);
+	ck_assert_uint_eq(got.type, AGENT_MSG_POD_PORTFWD_STREAM);
+	ck_assert_uint_eq(got.port, 8080);
+	ck_assert_ptr_null(got.id);
+	ck_assert_ptr_null(got.argv);
+	agent_stream_req_free(&got);
+	/* every truncation and a trailing byte are refused */
+	for (size_t n = 0; n < b.len; n++)
+		ck_assert_int_eq(agent_stream_req_decode(AGENT_MSG_POD_PORTFWD_STREAM, b.data, n, &got), -EPROTO);
+	ck_assert_int_eq(agent_put_bytes(&b, "", 1), 0);
+	ck_assert_int_eq(agent_stream_req_decode(AGENT_MSG_POD_PORTFWD_STREAM, b.data, b.len, &got), -EPROTO);
+	ck_assert_uint_eq(got.port, 0);
+	ck_assert_uint_eq(got.type, 0);
+	agent_buf_free(&b);
+	/* ports 0 and above 65535 on either side; nothing of exec/attach along */
+	const uint32_t bad_ports[] = { 0, 65536, 0xffffffffu };
+	for (size_t i = 0; i < sizeof(bad_ports) / sizeof(bad_ports[0]); i++) {
+		in.port = bad_ports[i];
+		ck_assert_int_eq(agent_stream_req_encode(&b, &in), -EINVAL);
+		agent_buf_free(&b);
+		ck_assert_int_eq(agent_put_u32(&b, bad_ports[i]), 0);
+		ck_assert_int_eq(agent_stream_req_decode(AGENT_MSG_POD_PORTFWD_STREAM, b.data, b.len, &got), -EPROTO);
+		agent_buf_free(&b);
+	}
+	in.port = 65535;
+	ck_assert_int_eq(agent_stream_req_encode(&b, &in), 0);
+	ck_assert_int_eq(agent_stream_req_decode(AGENT_MSG_POD_PORTFWD_STREAM, b.data, b.len, &got), 0);
+	ck_assert_uint_eq(got.port, 65535);
+	/* the port payload is no exec or attach request, and exec's payload is no port */
+	ck_assert_int_eq(agent_stream_req_decode(AGENT_MSG_CTR_ATTACH_STREAM, b.data, b.len, &got), -EPROTO);
+	agent_buf_free(&b);
+	in.port = 1;
+	in.id = "c";
+	ck_assert_int_eq(agent_stream_req_encode(&b, &in), -EINVAL);
+	in.id = NULL;
+	in.flags = AGENT_STREAM_STDIN;
+	ck_assert_int_eq(agent_stream_req_encode(&b, &in), -EINVAL);
+	agent_buf_free(&b);
+	/* STDOUT_CLOSE: empty, from the guest only; the request op never on a stream vchan */
+	struct agent_hdr h = { .type = AGENT_MSG_STREAM_STDOUT_CLOSE, .len = 0 };
+	ck_assert_int_eq(agent_stream_frame_check(&h, 1), 0);
+	ck_assert_int_eq(agent_stream_frame_check(&h, 0), -EPROTO);
+	h.len = 1;
+	ck_assert_int_eq(agent_stream_frame_check(&h, 1), -EPROTO);
+	h = (struct agent_hdr){ .type = AGENT_MSG_POD_PORTFWD_STREAM, .len = 4 };
+	ck_assert_int_eq(agent_stream_frame_check(&h, 0), -EPROTO);
+	ck_assert_int_eq(agent_stream_frame_check(&h, 1), -EPROTO);
+}
+END_TEST
+
+START_TEST(vol_get_round_trip)
+{
+	struct agent_buf b = { 0 };
+	struct agent_vol_data d;
+	char key[AGENT_MAX_ID_LEN + 1];
+
+	ck_assert_int_eq(AGENT_MSG_VOL_GET, 23);
+	ck_assert_int_eq(AGENT_MSG_LAST, AGENT_MSG_VOL_GET);
+	/* the request: a key, nothing else */
+	ck_assert_int_eq(agent_vol_get_encode(&b, "v00ff"), 0);
+	ck_assert_int_eq(agent_vol_get_decode(b.data, b.len, key), 0);
+	ck_assert_str_eq(key, "v00ff");
+	for (size_t cut = 0; cut < b.len; cut++)
+		ck_assert_int_eq(agent_vol_get_decode(b.data, cut, key), -EPROTO);
+	ck_assert_int_eq(agent_put_u32(&b, 0), 0);
+	ck_assert_int_eq(agent_vol_get_decode(b.data, b.len, key), -EPROTO);
+	agent_buf_free(&b);
+	ck_assert_int_eq(agent_vol_get_encode(&b, "../etc"), -EINVAL);
+	ck_assert_int_eq(agent_put_str(&b, "../etc", 6), 0);
+	ck_assert_int_eq(agent_vol_get_decode(b.data, b.len, key), -EPROTO);
+	agent_buf_free(&b);
+	/* the reply: flags and the data; every truncation and a trailing byte refused */
+	ck_assert_int_eq(agent_vol_data_encode(&b, 0, "bye from xen", 12), 0);
+	ck_assert_int_eq(agent_vol_data_decode(b.data, b.len, &d), 0);
+	ck_assert_uint_eq(d.flags, 0);
+	ck_assert_uint_eq(d.len, 12);
+	ck_assert_mem_eq(d.data, "bye from xen", 12);
+	for (size_t cut = 0; cut < b.len; cut++)
+		ck_assert_int_eq(agent_vol_data_decode(b.data, cut, &d), -EPROTO);
+	ck_assert_int_eq(agent_put_bytes(&b, "x", 1), 0);
+	ck_assert_int_eq(agent_vol_data_decode(b.data, b.len, &d), -EPROTO);
+	ck_assert_ptr_null(d.data);
+	agent_buf_free(&b);
+	/* empty is fine; exactly the cap with TRUNCATED is fine */
+	ck_assert_int_eq(agent_vol_data_encode(&b, 0, "", 0), 0);
+	ck_assert_int_eq(agent_vol_data_decode(b.data, b.len, &d), 0);
+	ck_assert_uint_eq(d.len, 0);
+	agent_buf_free(&b);
+	uint8_t *big = calloc(1, AGENT_VOL_GET_MAX + 1);
+	ck_assert_ptr_nonnull(big);
+	ck_assert_int_eq(agent_vol_data_encode(&b, AGENT_VOL_GET_TRUNCATED, big, AGENT_VOL_GET_MAX), 0);
+	ck_assert_int_eq(agent_vol_data_decode(b.data, b.len, &d), 0);
+	ck_assert_uint_eq(d.len, AGENT_VOL_GET_MAX);
+	ck_assert_uint_eq(d.flags, AGENT_VOL_GET_TRUNCATED);
+	agent_buf_free(&b);
+	/* oversize, TRUNCATED under the cap and unknown flags: refused by both sides */
+	ck_assert_int_eq(agent_vol_data_encode(&b, 0, big, AGENT_VOL_GET_MAX + 1), -EINVAL);
+	ck_assert_int_eq(agent_vol_data_encode(&b, AGENT_VOL_GET_TRUNCATED, big, 10), -EINVAL);
+	ck_assert_int_eq(agent_vol_data_encode(&b, 2, big, 10), -EINVAL);
+	agent_buf_free(&b);
+	const struct {
+		uint32_t flags;
+		size_t len;
+	} bad[] = { { 0, AGENT_VOL_GET_MAX + 1 }, { AGENT_VOL_GET_TRUNCATED, AGENT_VOL_GET_MAX + 1 },
+		    { AGENT_VOL_GET_TRUNCATED, 10 }, { 2, 10 }, { 0x80000000u, 0 } };
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		ck_assert_int_eq(agent_put_u32(&b, bad[i].flags), 0);
+		ck_assert_int_eq(agent_put_str(&b, (const char *)big, bad[i].len), 0);
+		ck_assert_int_eq(agent_vol_data_decode(b.data, b.len, &d), -EPROTO);
+		agent_buf_free(&b);
+	}
+	/* a length field past the payload */
+	ck_assert_int_eq(agent_put_u32(&b, 0), 0);
+	ck_assert_int_eq(agent_put_u32(&b, 100), 0);
+	ck_assert_int_eq(agent_put_bytes(&b, "short", 5), 0);
+	ck_assert_int_eq(agent_vol_data_decode(b.data, b.len, &d), -EPROTO);
+	agent_buf_free(&b);
+	free(big);
+}
+END_TEST
+
 int main(void)
 {
 	Suite *s = suite_create("agent_proto");
@@ -740,8 +870,10 @@ int main(void)
 		{ "stream_requests", stream_requests_round_trip },
 		{ "stream_bad_requests", stream_requests_out_of_range_are_refused },
 		{ "stream_opened_frames", stream_opened_and_frames },
+		{ "portfwd_request", portfwd_request_and_frames },
 		{ "vol_put", vol_put_round_trip },
 		{ "vol_records", vol_records_are_checked },
+		{ "vol_get", vol_get_round_trip },
 	};
 	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
 		TCase *tc = tcase_create(cases[i].name);

@@ -1,7 +1,8 @@
 /* The guest side of copy-in volumes (cri/agent/agent_vol.c), run against a temp dir on the host:
  * trees are written as received, an existing volume is kept or swapped in as asked, and nothing
  * received (a symlink then a path through it, a bad key, too many entries, a chunk without its
- * BEGIN) writes outside the volume directory. */
+ * BEGIN) writes outside the volume directory; the write-back read (VOL_GET) follows no symlink the
+ * container may have planted and is capped. */
 #include <check.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -232,6 +233,89 @@ START_TEST(limits_and_chunks)
 }
 END_TEST
 
+/* VOL_GET reads a file volume's file relative to the volumes' directory: a symlink planted in place
+ * of the file or of the volume is refused, never followed; a fifo or directory is no file; the
+ * content is capped at AGENT_VOL_GET_MAX with TRUNCATED. */
+START_TEST(write_back_read_refuses_symlinks)
+{
+	struct agent_buf out = { 0 };
+	char msg[AGENT_VOL_MSG_MAX], path[PATH_MAX * 2];
+	uint32_t flags = 99;
+
+	ck_assert_int_eq(mkdirat(root_fd, "v1", 0755), 0);
+	snprintf(path, sizeof(path), "%s/v1/file", root);
+	FILE *f = fopen(path, "w");
+	ck_assert_ptr_nonnull(f);
+	fputs("bye from xen", f);
+	ck_assert_int_eq(fclose(f), 0);
+	ck_assert_int_eq(agent_vol_get(root_fd, "v1", &out, &flags, msg), 0);
+	ck_assert_uint_eq(flags, 0);
+	ck_assert_uint_eq(out.len, 12);
+	ck_assert_mem_eq(out.data, "bye from xen", 12);
+	agent_buf_free(&out);
+	/* the container replaced its file with a symlink to a secret: refused */
+	char secret[PATH_MAX * 2];
+	snprintf(secret, sizeof(secret), "%s/shadow", outside);
+	f = fopen(secret, "w");
+	ck_assert_ptr_nonnull(f);
+	fputs("root:SECRET", f);
+	ck_assert_int_eq(fclose(f), 0);
+	ck_assert_int_eq(unlink(path), 0);
+	ck_assert_int_eq(symlink(secret, path), 0);
+	ck_assert_int_eq(agent_vol_get(root_fd, "v1", &out, &flags, msg), -ELOOP);
+	ck_assert_uint_eq(out.len, 0);
+	ck_assert_ptr_nonnull(strstr(msg, "symlink"));
+	/* the volume directory itself a symlink to a directory holding a "file" */
+	snprintf(path, sizeof(path), "%s/file", outside);
+	ck_assert_int_eq(symlink(secret, path), 0); /* a link there, too: never reached */
+	snprintf(path, sizeof(path), "%s/v2", root);
+	ck_assert_int_eq(symlink(outside, path), 0);
+	ck_assert_int_eq(agent_vol_get(root_fd, "v2", &out, &flags, msg), -ELOOP);
+	ck_assert_uint_eq(out.len, 0);
+	/* a fifo (no hang) or a directory in place of the file; no volume; a bad key */
+	ck_assert_int_eq(mkdirat(root_fd, "v3", 0755), 0);
+	snprintf(path, sizeof(path), "%s/v3/file", root);
+	ck_assert_int_eq(mkfifo(path, 0600), 0);
+	ck_assert_int_eq(agent_vol_get(root_fd, "v3", &out, &flags, msg), -EINVAL);
+	ck_assert_int_eq(unlink(path), 0);
+	ck_assert_int_eq(mkdir(path, 0755), 0);
+	ck_assert_int_eq(agent_vol_get(root_fd, "v3", &out, &flags, msg), -EINVAL);
+	ck_assert_int_eq(agent_vol_get(root_fd, "v9", &out, &flags, msg), -ENOENT);
+	ck_assert_int_eq(agent_vol_get(root_fd, "../x", &out, &flags, msg), -EINVAL);
+	ck_assert_uint_eq(out.len, 0);
+}
+END_TEST
+
+START_TEST(write_back_read_is_capped)
+{
+	struct agent_buf out = { 0 };
+	char msg[AGENT_VOL_MSG_MAX], path[PATH_MAX * 2];
+	uint32_t flags = 0;
+	size_t sizes[] = { AGENT_VOL_GET_MAX, AGENT_VOL_GET_MAX + 1, 3 * AGENT_VOL_GET_MAX };
+
+	ck_assert_int_eq(mkdirat(root_fd, "v1", 0755), 0);
+	snprintf(path, sizeof(path), "%s/v1/file", root);
+	for (size_t i = 0; i < 3; i++) {
+		FILE *f = fopen(path, "w");
+		ck_assert_ptr_nonnull(f);
+		for (size_t k = 0; k < sizes[i]; k++)
+			fputc('a' + (int)(k % 26), f);
+		ck_assert_int_eq(fclose(f), 0);
+		ck_assert_int_eq(agent_vol_get(root_fd, "v1", &out, &flags, msg), 0);
+		ck_assert_uint_eq(out.len, AGENT_VOL_GET_MAX);
+		ck_assert_uint_eq(flags, i == 0 ? 0 : AGENT_VOL_GET_TRUNCATED);
+		ck_assert_int_eq(out.data[AGENT_VOL_GET_MAX - 1], 'a' + (int)((AGENT_VOL_GET_MAX - 1) % 26));
+		/* what the agent sends is what the daemon's decoder accepts */
+		struct agent_buf reply = { 0 };
+		struct agent_vol_data d;
+		ck_assert_int_eq(agent_vol_data_encode(&reply, flags, out.data, out.len), 0);
+		ck_assert_int_eq(agent_vol_data_decode(reply.data, reply.len, &d), 0);
+		agent_buf_free(&reply);
+		agent_buf_free(&out);
+	}
+}
+END_TEST
+
 int main(void)
 {
 	Suite *s = suite_create("agent_vol");
@@ -244,6 +328,8 @@ int main(void)
 		{ "keep_or_swap", existing_volume_is_kept_or_swapped },
 		{ "file_in_place", file_volume_is_rewritten_in_place },
 		{ "limits_chunks", limits_and_chunks },
+		{ "write_back_symlinks", write_back_read_refuses_symlinks },
+		{ "write_back_cap", write_back_read_is_capped },
 	};
 	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
 		TCase *tc = tcase_create(cases[i].name);

@@ -1,8 +1,9 @@
 /* The driver-domain side of copy-in mounts (cri/xen_vol.c): a host tree is read into the record
  * stream with its symlinks as symlinks (a link out of the tree never leaks its target's content),
  * special files and trees over the limits are refused with the limit named, the signature follows
- * kubelet's atomic updates, the mount checks refuse what cannot be copied, and a stream written by
- * the agent's writer (agent_vol.c) gives back the same tree. */
+ * kubelet's atomic updates, the mount checks refuse what cannot be copied, a stream written by
+ * the agent's writer (agent_vol.c) gives back the same tree, and the write-back of a writable file
+ * mount replaces only a regular host file, atomically, capped, never through a symlink. */
 #include <check.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -226,6 +227,114 @@ START_TEST(mount_checks)
 }
 END_TEST
 
+static char *slurp_at(const char *rel, size_t *len)
+{
+	static char buf[AGENT_VOL_GET_MAX + 16];
+	int fd = open(at(rel), O_RDONLY | O_CLOEXEC);
+	ck_assert_int_ge(fd, 0);
+	ssize_t n = read(fd, buf, sizeof(buf) - 1);
+	ck_assert_int_ge(n, 0);
+	close(fd);
+	buf[n] = '\0';
+	if (len)
+		*len = (size_t)n;
+	return buf;
+}
+
+static size_t entries(void)
+{
+	char cmd[PATH_MAX + 64];
+	snprintf(cmd, sizeof(cmd), "ls -a '%s' | wc -l", dir);
+	FILE *p = popen(cmd, "r");
+	ck_assert_ptr_nonnull(p);
+	unsigned n = 0;
+	ck_assert_int_eq(fscanf(p, "%u", &n), 1);
+	pclose(p);
+	return n - 2;
+}
+
+/* The write-back of a writable file mount: the host file is replaced by rename (a reader holding
+ * the old file sees the old content whole, the path the new), mode kept, no temp file left; the
+ * same content writes nothing. */
+START_TEST(write_back_replaces_atomically)
+{
+	struct vgpu_err err = { 0 };
+	struct stat before, after;
+	bool written = false;
+
+	put("termination-log", "");
+	ck_assert_int_eq(chmod(at("termination-log"), 04640), 0);
+	ck_assert_int_eq(stat(at("termination-log"), &before), 0);
+	int old = open(at("termination-log"), O_RDONLY | O_CLOEXEC);
+	ck_assert_int_ge(old, 0);
+	ck_assert_int_eq(vgpu_xen_vol_write_back(at("termination-log"), "bye from xen", 12, &written, &err), 0);
+	ck_assert(written);
+	ck_assert_str_eq(slurp_at("termination-log", NULL), "bye from xen");
+	ck_assert_int_eq(stat(at("termination-log"), &after), 0);
+	ck_assert_uint_ne(after.st_ino, before.st_ino);
+	ck_assert_uint_eq(after.st_mode & 07777, 0640); /* setuid dropped */
+	char b;
+	ck_assert_int_eq(read(old, &b, 1), 0); /* the old inode is untouched: still empty */
+	close(old);
+	ck_assert_uint_eq(entries(), 1);
+	/* unchanged: nothing written, same inode */
+	ck_assert_int_eq(vgpu_xen_vol_write_back(at("termination-log"), "bye from xen", 12, &written, &err), 0);
+	ck_assert(!written);
+	ck_assert_int_eq(stat(at("termination-log"), &before), 0);
+	ck_assert_uint_eq(after.st_ino, before.st_ino);
+	/* exactly the cap is fine, more is refused and leaves the file as it was */
+	char *big = calloc(1, AGENT_VOL_GET_MAX + 1);
+	ck_assert_ptr_nonnull(big);
+	memset(big, 'x', AGENT_VOL_GET_MAX + 1);
+	ck_assert_int_eq(vgpu_xen_vol_write_back(at("termination-log"), big, AGENT_VOL_GET_MAX, &written, &err), 0);
+	size_t len = 0;
+	(void)slurp_at("termination-log", &len);
+	ck_assert_uint_eq(len, AGENT_VOL_GET_MAX);
+	ck_assert_int_eq(vgpu_xen_vol_write_back(at("termination-log"), "y", 1, &written, &err), 0);
+	ck_assert_int_eq(vgpu_xen_vol_write_back(at("termination-log"), big, AGENT_VOL_GET_MAX + 1, &written, &err),
+			 -EFBIG);
+	ck_assert(!written);
+	ck_assert_str_eq(slurp_at("termination-log", NULL), "y");
+	free(big);
+	ck_assert_uint_eq(entries(), 1);
+}
+END_TEST
+
+/* Only an existing regular file is written: a symlink in its place is refused and its target left
+ * alone, a directory or a missing path is refused and nothing is created. */
+START_TEST(write_back_refuses_symlink_and_others)
+{
+	struct vgpu_err err = { 0 };
+	bool written = true;
+
+	put("secret", "SECRET");
+	ck_assert_int_eq(symlink(at("secret"), at("termination-log")), 0);
+	ck_assert_int_eq(vgpu_xen_vol_write_back(at("termination-log"), "evil", 4, &written, &err), -ELOOP);
+	ck_assert(!written);
+	ck_assert_ptr_nonnull(strstr(err.msg, "symlink"));
+	ck_assert_str_eq(slurp_at("secret", NULL), "SECRET");
+	struct stat st;
+	ck_assert_int_eq(lstat(at("termination-log"), &st), 0);
+	ck_assert(S_ISLNK(st.st_mode));
+	ck_assert_int_eq(mkdir(at("d"), 0755), 0);
+	ck_assert_int_eq(vgpu_xen_vol_write_back(at("d"), "x", 1, &written, &err), -EINVAL);
+	ck_assert_int_eq(mkfifo(at("fifo"), 0600), 0);
+	ck_assert_int_eq(vgpu_xen_vol_write_back(at("fifo"), "x", 1, &written, &err), -EINVAL);
+	ck_assert_int_eq(vgpu_xen_vol_write_back(at("missing"), "x", 1, &written, &err), -ENOENT);
+	ck_assert_int_ne(access(at("missing"), F_OK), 0);
+	ck_assert_int_eq(vgpu_xen_vol_write_back("relative/x", "x", 1, &written, &err), -EINVAL);
+	ck_assert_int_eq(vgpu_xen_vol_write_back(at("d/"), "x", 1, &written, &err), -EINVAL);
+	ck_assert_uint_eq(entries(), 4); /* secret, termination-log, d, fifo: no temp file */
+	/* which mounts are written back: writable single files only */
+	struct vgpu_xen_vol v = { .readonly = false, .is_file = true };
+	ck_assert(vgpu_xen_vol_writes_back(&v));
+	v.readonly = true;
+	ck_assert(!vgpu_xen_vol_writes_back(&v));
+	v = (struct vgpu_xen_vol){ .readonly = false, .is_file = false };
+	ck_assert(!vgpu_xen_vol_writes_back(&v));
+}
+END_TEST
+
 int main(void)
 {
 	Suite *s = suite_create("xen_vol");
@@ -237,6 +346,8 @@ int main(void)
 		{ "signature", signature_follows_updates },
 		{ "special_limits", special_files_and_limits },
 		{ "mount_checks", mount_checks },
+		{ "write_back_atomic", write_back_replaces_atomically },
+		{ "write_back_refusals", write_back_refuses_symlink_and_others },
 	};
 	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
 		TCase *tc = tcase_create(cases[i].name);

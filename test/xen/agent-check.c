@@ -2,7 +2,11 @@
  * the agent of domain DOMID, expects HELLO, then PING, an EXEC with output and exit code, a bad
  * header (the agent must answer ERROR and drop the channel), reconnects, and asks for POWEROFF.
  *   agent-check DOMID [WAIT_SECONDS]
- * Prints "AGENT-..." lines; exit 0 only if every step matched. */
+ * Prints "AGENT-..." lines; exit 0 only if every step matched.
+ *   agent-check DOMID WAIT_SECONDS sh CMD
+ * only runs CMD with /bin/sh in the guest, as root outside any container (what a container that
+ * broke out into the guest could do; scenario vol), prints "AGENT-SH exit=.. stdout=.. stderr=.."
+ * and exits 0 if CMD did. The daemon must not hold the agent's channel meanwhile. */
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -110,6 +114,19 @@ int main(int argc, char **argv)
 	r = (struct agent_reader){ payload, hdr.len };
 	CHECK(agent_get_str(&r, &s, &sl) == 0 && agent_get_u32(&r, &u) == 0, "bad HELLO");
 	printf("AGENT-HELLO version=%.*s proto=%u\n", (int)sl, s, u);
+	if (argc > 4 && strcmp(argv[3], "sh") == 0) {
+		const char *const sh[] = { "/bin/sh", "-c", argv[4], NULL };
+		CHECK(agent_exec_encode(&b, sh, 30000) == 0, "encode exec");
+		CHECK(send_msg(ch, AGENT_MSG_EXEC, 2, &b) == 0 && recv_msg(ch, &hdr) == 0, "exec");
+		agent_buf_free(&b);
+		CHECK(hdr.type == AGENT_MSG_EXEC_RESULT && hdr.id == 2, "want EXEC_RESULT id 2, got type %u", hdr.type);
+		r = (struct agent_reader){ payload, hdr.len };
+		CHECK(agent_get_u32(&r, &u) == 0 && agent_get_str(&r, &s, &sl) == 0 && agent_get_str(&r, &e, &el) == 0,
+		      "bad EXEC_RESULT");
+		printf("AGENT-SH exit=%d stdout='%.*s' stderr='%.*s'\n", (int32_t)u, (int)sl, s, (int)el, e);
+		libxenvchan_close(ch);
+		return (int32_t)u == 0 ? 0 : 1;
+	}
 
 	t0 = now_s();
 	CHECK(send_msg(ch, AGENT_MSG_PING, 1, NULL) == 0 && recv_msg(ch, &hdr) == 0, "ping");

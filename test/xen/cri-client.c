@@ -15,8 +15,9 @@
  *   cri-client ... update CID MEMORY_BYTES                  -> "CRI updated <cid>" (UpdateContainerResources)
  *   cri-client ... stream exec|attach CID [opts] [CMD...]   -> "CRI stream exit=<n> stdout=.. stderr=.." (cmd_stream)
  *   cri-client ... portforward POD PORT                     -> "CRI portforward <url>"
+ *   cri-client ... pf POD PORT [opts]                       -> "CRI pf conn=<k> bytes=<n> .." (cmd_pf)
  * Env: CRI_GPU_MEMORY=<quantity> makes run-pod a GPU pod (vgpu.io/gpu=true, vgpu.io/gpu-memory);
- * CRI_ENV="K=V K=V" adds environment to create; CRI_MOUNTS="HOST:CTR[:ro][:hostToContainer|:bidirectional] ..."
+ * CRI_ENV="K=V K=V" adds environment to create (CRI_STDIN, CRI_STDIN_ONCE, CRI_TTY: its flags); CRI_MOUNTS="HOST:CTR[:ro][:hostToContainer|:bidirectional] ..."
  * its mounts; status also prints the pod's "gpu" info as gpu=<json>.
  * Exit 0 on OK; on a gRPC error prints "CRI error <method> code=<n> <details>" and exits 10 + code. */
 #include <grpc/grpc.h>
@@ -275,6 +276,7 @@ static int cmd_create(grpc_channel *ch, const char *pod, const char *name, const
 	/* CRI_STDIN=1 (and CRI_STDIN_ONCE=1): a container attach sessions can write to */
 	cfg.stdin = getenv("CRI_STDIN") != NULL;
 	cfg.stdin_once = getenv("CRI_STDIN_ONCE") != NULL;
+	cfg.tty = getenv("CRI_TTY") != NULL; /* CRI_TTY=1: a container with a terminal */
 	req.pod_sandbox_id = (char *)pod;
 	req.config = &cfg;
 	Runtime__V1__CreateContainerResponse *r = (Runtime__V1__CreateContainerResponse *)unary(
@@ -526,7 +528,8 @@ static int cmd_stream(grpc_channel *ch, int n, char **a)
 	return rc;
 }
 
-static int cmd_port_forward(grpc_channel *ch, const char *pod, const char *port)
+/* PortForward's URL (malloc'd), or NULL. */
+static char *port_forward_url(grpc_channel *ch, const char *pod, const char *port)
 {
 	Runtime__V1__PortForwardRequest req = RUNTIME__V1__PORT_FORWARD_REQUEST__INIT;
 	int32_t p = atoi(port);
@@ -536,10 +539,47 @@ static int cmd_port_forward(grpc_channel *ch, const char *pod, const char *port)
 	Runtime__V1__PortForwardResponse *r = (Runtime__V1__PortForwardResponse *)unary(
 		ch, RT "PortForward", &req.base, &runtime__v1__port_forward_response__descriptor);
 	if (!r)
-		return 1;
-	printf("CRI portforward %s\n", r->url);
+		return NULL;
+	char *url = strdup(r->url);
 	protobuf_c_message_free_unpacked(&r->base, NULL);
+	return url;
+}
+
+static int cmd_port_forward(grpc_channel *ch, const char *pod, const char *port)
+{
+	char *url = port_forward_url(ch, pod, port);
+	if (!url)
+		return 1;
+	printf("CRI portforward %s\n", url);
+	free(url);
 	return 0;
+}
+
+/* pf POD PORT [-n CONNS] [-i FILE] [-o PREFIX] [-H] [-w S]: PortForward, then CONNS connections to
+ * PORT at once over the session (cri-stream.c): FILE sent on each then half-closed (-H without
+ * -i: never half-closed), what comes back into PREFIX.<k>, -w the session's timeout. */
+static int cmd_pf(grpc_channel *ch, int n, char **a)
+{
+	struct cri_pf_opts o = { .port = atoi(a[1]), .conns = 1, .timeout_s = 120 };
+	for (int i = 2; i < n; i++) {
+		const char *v = i + 1 < n ? a[i + 1] : NULL;
+		if (strcmp(a[i], "-H") == 0)
+			o.hold = true;
+		else if (v && strcmp(a[i], "-n") == 0)
+			o.conns = atoi(v), i++;
+		else if (v && strcmp(a[i], "-i") == 0)
+			o.in_file = v, i++;
+		else if (v && strcmp(a[i], "-o") == 0)
+			o.out_prefix = v, i++;
+		else if (v && strcmp(a[i], "-w") == 0)
+			o.timeout_s = atoi(v), i++;
+		else
+			return 2;
+	}
+	char *url = port_forward_url(ch, a[0], a[1]);
+	int rc = url ? cri_pf_run(url, &o) : 1;
+	free(url);
+	return rc;
 }
 
 int main(int argc, char **argv)
@@ -610,6 +650,8 @@ int main(int argc, char **argv)
 		rc = cmd_stream(ch, n, a);
 	else if (strcmp(cmd, "portforward") == 0 && n == 2)
 		rc = cmd_port_forward(ch, a[0], a[1]);
+	else if (strcmp(cmd, "pf") == 0 && n >= 2)
+		rc = cmd_pf(ch, n, a);
 	else
 		fprintf(stderr, "cri-client: bad command or arguments: %s\n", cmd);
 	if (rc == 1 && last_status > 0)

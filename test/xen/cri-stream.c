@@ -6,6 +6,7 @@
 
 #include <arpa/inet.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <netinet/in.h>
 #include <poll.h>
 #include <stdint.h>
@@ -15,6 +16,7 @@
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
+#include <zlib.h>
 
 #define MAX_MSG (8u << 20)
 
@@ -366,5 +368,279 @@ out:
 	free(s.msg.p);
 	for (int i = 0; i < 3; i++)
 		free(s.out[i].p);
+	return rc;
+}
+
+/* ---- port-forward: portforward.k8s.io over raw SPDY/3.1 (HTTP Upgrade) ----
+ * Frames (big-endian): control |0x8003|type:16|flags:8|len:24| payload; data |id:32|flags:8|len:24|.
+ * SYN_STREAM (1): id, associated id 0, priority 0, slot 0, then the header block: a zlib stream (one
+ * per session, each block ended by a sync flush) of |count:32| (|len:32|name| |len:32|value|)*.
+ * Written without SPDY's preset dictionary: zlib's header then says so (no FDICT), which any
+ * inflater accepts. Server control frames: SYN_REPLY (ignored), RST_STREAM, GOAWAY, PING (echoed). */
+
+#define PF_MAX_CONNS 16
+#define PF_CHUNK 16384
+
+struct pf_conn {
+	uint32_t err_id, data_id;
+	int out_fd;
+	size_t sent, received;
+	bool fin_sent, data_end, err_end, printed;
+	struct growbuf err;
+};
+
+static int put_be32(struct growbuf *b, uint32_t v)
+{
+	uint8_t x[4] = { (uint8_t)(v >> 24), (uint8_t)(v >> 16), (uint8_t)(v >> 8), (uint8_t)v };
+	return gb_add(b, x, 4);
+}
+
+static int pf_header(struct growbuf *raw, const char *name, const char *value)
+{
+	return put_be32(raw, (uint32_t)strlen(name)) || gb_add(raw, name, strlen(name)) ||
+	       put_be32(raw, (uint32_t)strlen(value)) || gb_add(raw, value, strlen(value)) ? -1 : 0;
+}
+
+static int pf_syn_stream(z_stream *z, struct growbuf *out, uint32_t id, const char *type, int port, int req)
+{
+	struct growbuf raw = { 0 };
+	char port_s[16], req_s[16];
+	uint8_t zbuf[1024];
+	snprintf(port_s, sizeof(port_s), "%d", port);
+	snprintf(req_s, sizeof(req_s), "%d", req);
+	int r = put_be32(&raw, 3) || pf_header(&raw, "streamtype", type) || pf_header(&raw, "port", port_s) ||
+			pf_header(&raw, "requestid", req_s) ? -1 : 0;
+	z->next_in = raw.p;
+	z->avail_in = (uInt)raw.len;
+	z->next_out = zbuf;
+	z->avail_out = sizeof(zbuf);
+	if (r == 0 && (deflate(z, Z_SYNC_FLUSH) != Z_OK || z->avail_in != 0))
+		r = -1;
+	free(raw.p);
+	if (r < 0)
+		return -1;
+	size_t zlen = sizeof(zbuf) - z->avail_out, len = 10 + zlen;
+	uint8_t hdr[18] = { 0x80, 0x03, 0, 1, 0, (uint8_t)(len >> 16), (uint8_t)(len >> 8), (uint8_t)len };
+	hdr[8] = (uint8_t)(id >> 24), hdr[9] = (uint8_t)(id >> 16), hdr[10] = (uint8_t)(id >> 8), hdr[11] = (uint8_t)id;
+	return gb_add(out, hdr, 18) || gb_add(out, zbuf, zlen) ? -1 : 0;
+}
+
+static int pf_data(struct growbuf *out, uint32_t id, const void *data, size_t n, bool fin)
+{
+	uint8_t hdr[8] = { (uint8_t)(id >> 24), (uint8_t)(id >> 16), (uint8_t)(id >> 8), (uint8_t)id,
+			   fin ? 1 : 0, (uint8_t)(n >> 16), (uint8_t)(n >> 8), (uint8_t)n };
+	return gb_add(out, hdr, 8) || (n && gb_add(out, data, n)) ? -1 : 0;
+}
+
+static struct pf_conn *pf_find(struct pf_conn *c, int n, uint32_t id)
+{
+	for (int i = 0; i < n; i++)
+		if (c[i].err_id == id || c[i].data_id == id)
+			return &c[i];
+	return NULL;
+}
+
+/* Whole frames from in; -1 on a protocol error or GOAWAY. */
+static int pf_parse(struct growbuf *in, struct growbuf *out, struct pf_conn *c, int n)
+{
+	while (in->len >= 8) {
+		uint8_t *p = in->p;
+		uint32_t len = (uint32_t)p[5] << 16 | (uint32_t)p[6] << 8 | p[7];
+		if (in->len < 8 + (size_t)len)
+			return 0;
+		bool fin = p[4] & 1;
+		uint32_t id = ((uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3]) & 0x7fffffffu;
+		if (p[0] & 0x80) {
+			int type = p[2] << 8 | p[3];
+			uint32_t sid = len >= 4 ? ((uint32_t)p[8] << 24 | (uint32_t)p[9] << 16 | (uint32_t)p[10] << 8 | p[11]) &
+							  0x7fffffffu : 0;
+			struct pf_conn *k = pf_find(c, n, sid);
+			if (type == 7) /* GOAWAY */
+				return -1;
+			if (type == 6 && (gb_add(out, p, 8 + (size_t)len) < 0)) /* PING: echo */
+				return -1;
+			if (k && (type == 3 || (type == 2 && fin))) { /* RST_STREAM, SYN_REPLY with FIN */
+				bool *end = sid == k->err_id ? &k->err_end : &k->data_end;
+				*end = true;
+			}
+		} else {
+			struct pf_conn *k = pf_find(c, n, id);
+			if (k && id == k->data_id) {
+				k->received += len;
+				if (k->out_fd >= 0 && len && write_all(k->out_fd, p + 8, len) < 0)
+					return -1;
+				k->data_end = k->data_end || fin;
+			} else if (k) {
+				if (gb_add(&k->err, p + 8, len) < 0)
+					return -1;
+				k->err_end = k->err_end || fin;
+			}
+		}
+		memmove(in->p, in->p + 8 + len, in->len - 8 - len);
+		in->len -= 8 + (size_t)len;
+	}
+	return 0;
+}
+
+/* The SPDY upgrade; leftover bytes into in. */
+static int pf_handshake(int fd, const char *path, const char *host, struct growbuf *in)
+{
+	char req[1024];
+	int n = snprintf(req, sizeof(req),
+			 "POST %s HTTP/1.1\r\nHost: %s\r\nConnection: Upgrade\r\nUpgrade: SPDY/3.1\r\n"
+			 "X-Stream-Protocol-Version: portforward.k8s.io\r\n\r\n", path, host);
+	if (write_all(fd, req, (size_t)n) < 0)
+		return -1;
+	char resp[4096];
+	size_t len = 0;
+	char *end = NULL;
+	while (!end) {
+		ssize_t r = len < sizeof(resp) - 1 ? read(fd, resp + len, sizeof(resp) - 1 - len) : -1;
+		if (r <= 0)
+			return -1;
+		len += (size_t)r;
+		resp[len] = '\0';
+		end = strstr(resp, "\r\n\r\n");
+	}
+	if (strncmp(resp, "HTTP/1.1 101", 12) != 0) {
+		printf("CRI pf error handshake: %.200s\n", resp);
+		return -1;
+	}
+	size_t used = (size_t)(end + 4 - resp);
+	return gb_add(in, resp + used, len - used);
+}
+
+/* Queue more of the input on every connection while little is queued (all in one round robin). */
+static int pf_feed(struct growbuf *out, struct pf_conn *c, int n, const struct growbuf *input, bool have_input,
+		   bool hold)
+{
+	for (int i = 0; i < n && out->len < 4 * PF_CHUNK; i++) {
+		if (c[i].fin_sent || (!c[i].data_end && !have_input && hold))
+			continue;
+		if (c[i].data_end) { /* the port closed: close ours too (what kubectl does) */
+			if (pf_data(out, c[i].data_id, NULL, 0, true) < 0)
+				return -1;
+			c[i].fin_sent = true;
+			continue;
+		}
+		size_t k = have_input ? input->len - c[i].sent : 0;
+		k = k > PF_CHUNK ? PF_CHUNK : k;
+		bool fin = c[i].sent + k == (have_input ? input->len : 0);
+		if (pf_data(out, c[i].data_id, have_input ? input->p + c[i].sent : NULL, k, fin) < 0)
+			return -1;
+		c[i].sent += k;
+		c[i].fin_sent = fin;
+	}
+	return 0;
+}
+
+int cri_pf_run(const char *url, const struct cri_pf_opts *o)
+{
+	struct pf_conn c[PF_MAX_CONNS];
+	struct growbuf in = { 0 }, out = { 0 }, input = { 0 };
+	char path[512], host[64];
+	int n = o->conns < 1 ? 1 : o->conns > PF_MAX_CONNS ? PF_MAX_CONNS : o->conns, rc = 1;
+	z_stream z = { 0 };
+	double t0 = now_s();
+	memset(c, 0, sizeof(c));
+	if (deflateInit(&z, Z_DEFAULT_COMPRESSION) != Z_OK)
+		return 1;
+	int fd = connect_url(url, path, sizeof(path), host, sizeof(host));
+	if (fd < 0) {
+		printf("CRI pf error cannot connect to %s\n", url);
+		goto out;
+	}
+	if (o->in_file) {
+		FILE *f = fopen(o->in_file, "rb");
+		uint8_t buf[65536];
+		size_t k;
+		while (f && (k = fread(buf, 1, sizeof(buf), f)) > 0)
+			if (gb_add(&input, buf, k) < 0)
+				break;
+		if (!f || ferror(f)) {
+			printf("CRI pf error cannot read %s\n", o->in_file);
+			if (f)
+				fclose(f);
+			goto out;
+		}
+		fclose(f);
+	}
+	if (pf_handshake(fd, path, host, &in) < 0)
+		goto out;
+	for (int i = 0; i < n; i++) {
+		c[i].err_id = 1 + 4 * (uint32_t)i;
+		c[i].data_id = 3 + 4 * (uint32_t)i;
+		c[i].out_fd = -1;
+		if (o->out_prefix) {
+			char name[512];
+			snprintf(name, sizeof(name), "%s.%d", o->out_prefix, i);
+			c[i].out_fd = open(name, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+		}
+		if (pf_syn_stream(&z, &out, c[i].err_id, "error", o->port, i) < 0 ||
+		    pf_syn_stream(&z, &out, c[i].data_id, "data", o->port, i) < 0)
+			goto out;
+	}
+	fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK);
+	double deadline = t0 + (o->timeout_s > 0 ? o->timeout_s : 120);
+	for (int done = 0; done < n;) {
+		if (pf_feed(&out, c, n, &input, o->in_file != NULL, o->hold) < 0)
+			goto out;
+		struct pollfd p = { .fd = fd, .events = POLLIN | (out.len ? POLLOUT : 0) };
+		int left = (int)((deadline - now_s()) * 1000);
+		if (left <= 0 || poll(&p, 1, left > 500 ? 500 : left) < 0) {
+			if (left > 0 && errno == EINTR)
+				continue;
+			printf("CRI pf error timeout after %.2f s:", now_s() - t0);
+			for (int i = 0; i < n; i++)
+				printf(" conn=%d sent=%zu received=%zu data_end=%d err_end=%d", i, c[i].sent, c[i].received,
+				       c[i].data_end, c[i].err_end);
+			putchar('\n');
+			goto out;
+		}
+		if ((p.revents & POLLOUT) && out.len) {
+			ssize_t w = write(fd, out.p, out.len);
+			if (w < 0 && errno != EAGAIN && errno != EINTR)
+				goto out;
+			if (w > 0) {
+				memmove(out.p, out.p + w, out.len - (size_t)w);
+				out.len -= (size_t)w;
+			}
+		}
+		if (p.revents & (POLLIN | POLLHUP | POLLERR)) {
+			uint8_t buf[65536];
+			ssize_t r = read(fd, buf, sizeof(buf));
+			if (r == 0 || (r < 0 && errno != EAGAIN && errno != EINTR)) {
+				printf("CRI pf error the server closed the connection\n");
+				goto out;
+			}
+			if (r > 0 && (gb_add(&in, buf, (size_t)r) < 0 || pf_parse(&in, &out, c, n) < 0)) {
+				printf("CRI pf error bad frame or GOAWAY\n");
+				goto out;
+			}
+		}
+		for (int i = 0; i < n; i++) {
+			if (c[i].printed || !c[i].data_end || !c[i].err_end)
+				continue;
+			printf("CRI pf conn=%d bytes=%zu secs=%.2f", i, c[i].received, now_s() - t0);
+			print_escaped("error", c[i].err.p, c[i].err.len);
+			putchar('\n');
+			c[i].printed = true;
+			done++;
+		}
+	}
+	printf("CRI pf done conns=%d secs=%.2f\n", n, now_s() - t0);
+	rc = 0;
+out:
+	if (fd >= 0)
+		close(fd);
+	deflateEnd(&z);
+	for (int i = 0; i < n; i++) {
+		if (c[i].out_fd >= 0)
+			close(c[i].out_fd);
+		free(c[i].err.p);
+	}
+	free(in.p);
+	free(out.p);
+	free(input.p);
 	return rc;
 }

@@ -19,4 +19,20 @@ struct cri_stream_opts {
  * "CRI stream left stdout=<escaped>" when leave_after was seen. 0, or 1 on errors. */
 int cri_stream_run(const char *url, const struct cri_stream_opts *o);
 
+/* Port-forward (portforward.k8s.io over raw SPDY/3.1, as kubelet's clients speak it): conns
+ * connections to port at once in one session, each an error and a data stream (requestID k). */
+struct cri_pf_opts {
+	int port;
+	int conns;                /* 1..16 */
+	const char *in_file;      /* sent on every connection, then a half-close; NULL: nothing */
+	bool hold;                /* without in_file: never half-close (wait for the server's end) */
+	const char *out_prefix;   /* connection k's bytes into <out_prefix>.<k>; NULL: not kept */
+	int timeout_s;
+};
+
+/* Prints per connection "CRI pf conn=<k> bytes=<n> secs=<s> error=<escaped error stream>" once
+ * both its streams ended, then "CRI pf done conns=<n> secs=<s>". 0, or 1 on errors (timeout: "CRI
+ * pf error timeout ..."). */
+int cri_pf_run(const char *url, const struct cri_pf_opts *o);
+
 #endif

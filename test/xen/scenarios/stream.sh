@@ -6,9 +6,12 @@
 # resize (`stty size`), a client that vanishes (the process dies in the guest), Attach to a
 # container created with stdin (two sessions one after the other, the container keeps running,
 # then one that ends when the container exits; stdin_once: ending stdin gives the container EOF),
-# Attach asking for stdin the container lacks refused, PortForward refused (not implemented); the daemon's fds and threads back to where they were; a stream open while its pod is
-# stopped ends, and one whose domain is destroyed behind the daemon's back ends with an error (and
-# its pages are unmapped: no dying domain); nothing left.
+# Attach asking for stdin the container lacks refused; PortForward into the pod (the agent connects
+# to 127.0.0.1:PORT in the guest, a vchan per connection: a ~300 KB download and an echo checked by
+# md5, two connections at once, a port nobody listens on reported as the error stream's text at
+# once); the daemon's fds and threads back to where they were; a stream and a port-forward open
+# while their pod is stopped end, and a stream whose domain is destroyed behind the daemon's back
+# ends with an error (and its pages are unmapped: no dying domain); nothing left.
 # expect: VGPU-XEN DAEMON-UP
 # expect: VGPU-XEN POD-READY web
 # expect: VGPU-XEN CTRS-RUNNING
@@ -17,6 +20,9 @@
 # expect: VGPU-XEN EXEC-TTY-RESIZE-OK
 # expect: VGPU-XEN EXEC-KILLED-ON-LEAVE
 # expect: VGPU-XEN ATTACH-OK
+# expect: VGPU-XEN PORTFWD-OK
+# expect: VGPU-XEN PORTFWD-TWO-OK
+# expect: VGPU-XEN PORTFWD-REFUSED-OK
 # expect: VGPU-XEN ATTACH-ENDS-ON-EXIT
 # expect: VGPU-XEN ATTACH-STDIN-ONCE-OK
 # expect: VGPU-XEN FDS-RELEASED
@@ -46,8 +52,15 @@ out=$(CRI_STDIN=1 cri-client create "$id" echo "$img" sh -c \
 	'while read l; do [ "$l" = quit ] && exit 0; echo "got $l"; echo "err $l" >&2; done') || fail "create echo: $out"
 cid2=$(echo "$out" | sed -n 's/^CRI container //p')
 cri-client start "$cid2" >/dev/null || fail "start echo"
+# TCP servers for port-forward: 8081 serves a 300 KiB random file, 8080 echoes (busybox nc, a
+# process per connection)
+out=$(cri-client create "$id" srv "$img" sh -c \
+	'head -c 307200 /dev/urandom >/blob; nc -ll -p 8081 -e cat /blob & exec nc -ll -p 8080 -e cat') ||
+	fail "create srv: $out"
+cid5=$(echo "$out" | sed -n 's/^CRI container //p')
+cri-client start "$cid5" >/dev/null || fail "start srv"
 cri-client cstatus "$cid2" | grep -q RUNNING || fail "echo not running"
-mark CTRS-RUNNING "box=$cid echo=$cid2"
+mark CTRS-RUNNING "box=$cid echo=$cid2 srv=$cid5"
 sleep 2
 base_fds=$(fds)
 base_tasks=$(tasks)
@@ -100,10 +113,51 @@ out=$(cri-client stream attach "$cid" -S)
 echo "$out"
 echo "$out" | grep -q 'code=3 .*created without stdin' || fail "attach with stdin to box: $out"
 mark ATTACH-OK "attach_s=$(dt "$t5" "$(up)")"
-# port-forward into a xen pod: refused plainly (not implemented), not a connect in dom0
-out=$(cri-client portforward "$id" 80)
+
+# ---- port-forward: the agent connects to 127.0.0.1:PORT in the guest, bytes both ways ----
+n=0
+while ! out=$(cri-client exec "$cid5" 10 sh -c 'md5sum /blob; netstat -ltn | grep -c ":808[01] "') ||
+	! echo "$out" | grep -q 'stdout=[0-9a-f]*  /blob\\n2\\n'; do
+	n=$((n + 1))
+	[ $n -gt 40 ] && fail "srv not listening: $out"
+	sleep 0.5
+done
+blob_md5=$(echo "$out" | sed -n 's/.*stdout=\([0-9a-f]*\) .*/\1/p')
+head -c 300000 /dev/urandom >/tmp/pf.in
+in_md5=$(md5sum </tmp/pf.in | cut -d' ' -f1)
+pf_opened() { grep -c "port-forward to port $1 in domain .* open after" $dlog; }
+t10=$(up)
+out=$(cri-client pf "$id" 8081 -o /tmp/pf.get) || fail "pf get: $out"
 echo "$out"
-echo "$out" | grep -q 'code=12 .*port-forward into xen pods is not supported' || fail "portforward: $out"
+echo "$out" | grep -q '^CRI pf conn=0 bytes=307200 .* error=$' || fail "pf get: $out"
+[ "$(md5sum </tmp/pf.get.0 | cut -d' ' -f1)" = "$blob_md5" ] || fail "pf get: md5 differs from the guest's $blob_md5"
+t11=$(up)
+out=$(cri-client pf "$id" 8080 -i /tmp/pf.in -o /tmp/pf.echo) || fail "pf echo: $out"
+echo "$out"
+echo "$out" | grep -q '^CRI pf conn=0 bytes=300000 .* error=$' || fail "pf echo: $out"
+[ "$(md5sum </tmp/pf.echo.0 | cut -d' ' -f1)" = "$in_md5" ] || fail "pf echo: md5 differs"
+mark PORTFWD-OK "get_s=$(dt "$t10" "$t11") echo_s=$(dt "$t11" "$(up)") get_bytes=307200 get_md5=$blob_md5 echo_bytes=300000 echo_md5=$in_md5"
+# two connections at once in one port-forward session: a session (vchan, guest child) each
+before=$(pf_opened 8080)
+t12=$(up)
+out=$(cri-client pf "$id" 8080 -n 2 -i /tmp/pf.in -o /tmp/pf.two) || fail "pf two: $out"
+echo "$out"
+[ "$(echo "$out" | grep -c '^CRI pf conn=[01] bytes=300000 .* error=$')" = 2 ] || fail "pf two: $out"
+for k in 0 1; do
+	[ "$(md5sum </tmp/pf.two.$k | cut -d' ' -f1)" = "$in_md5" ] || fail "pf two: connection $k: md5 differs"
+done
+[ "$(pf_opened 8080)" = $((before + 2)) ] || fail "pf two: $(pf_opened 8080) sessions opened (was $before)"
+mark PORTFWD-TWO-OK "s=$(dt "$t12" "$(up)")"
+grep "port-forward to port" $dlog | tail -n 8
+# nothing listens on 9999: the client gets the error stream's text at once, no hang
+t13=$(up)
+out=$(cri-client pf "$id" 9999 -w 30) || fail "pf refused: $out"
+echo "$out"
+echo "$out" | grep -q '^CRI pf conn=0 bytes=0 .* error=error forwarding port 9999 to pod .*Connection refused' ||
+	fail "pf refused: $out"
+s13=$(dt "$t13" "$(up)")
+[ "$(awk -v s="$s13" 'BEGIN{print (s < 15)}')" = 1 ] || fail "pf refused took $s13 s"
+mark PORTFWD-REFUSED-OK "s=$s13"
 # the container exits while attached: the session ends with Success
 t6=$(up)
 out=$(cri-client stream attach "$cid2" -i 'three\nquit\n') || fail "attach quit: $out"
@@ -158,18 +212,30 @@ while [ "$(grep -c "exec stream to domain .* open" $dlog)" -le "$opened" ]; do
 	[ $n -gt 60 ] && fail "background exec did not start: $(cat /tmp/bg.out)"
 	sleep 0.5
 done
+# and a port-forward connection held open (never half-closed by the client)
+before=$(pf_opened 8080)
+cri-client pf "$id" 8080 -H -w 200 >/tmp/bgpf.out 2>&1 &
+bgpf=$!
+n=0
+while [ "$(pf_opened 8080)" -le "$before" ]; do
+	n=$((n + 1))
+	[ $n -gt 60 ] && fail "background port-forward did not start: $(cat /tmp/bgpf.out)"
+	sleep 0.5
+done
 sleep 2
 t7=$(up)
 cri-client stop "$id" >/dev/null || fail "StopPodSandbox"
 t_stop=$(up)
 n=0
-while kill -0 $bg 2>/dev/null; do
+while kill -0 $bg 2>/dev/null || kill -0 $bgpf 2>/dev/null; do
 	n=$((n + 1))
-	[ $n -gt 60 ] && fail "stream still open 30 s after StopPodSandbox"
+	[ $n -gt 60 ] && fail "stream or port-forward still open 30 s after StopPodSandbox: $(cat /tmp/bg.out /tmp/bgpf.out)"
 	sleep 0.5
 done
-cat /tmp/bg.out
+cat /tmp/bg.out /tmp/bgpf.out
 grep -q '^CRI stream exit=' /tmp/bg.out || fail "background stream: $(cat /tmp/bg.out)"
+grep -q '^CRI pf conn=0 ' /tmp/bgpf.out || fail "background port-forward: $(cat /tmp/bgpf.out)"
+grep "port-forward to port 8080 .* closed" $dlog | tail -n 1
 mark STREAM-ENDS-WITH-POD "stop_s=$(dt "$t7" "$t_stop") ended_after_stop_s=$(dt "$t7" "$(up)")"
 
 # ---- the guest vanishes under an open session (domain destroyed behind the daemon's back):
@@ -203,7 +269,8 @@ mark STREAM-ENDS-WITH-DOMAIN "ended_after_destroy_s=$(dt "$t8" "$(up)")"
 cri-client stop "$id2" >/dev/null && cri-client cremove "$cid3" >/dev/null && cri-client remove "$id2" >/dev/null ||
 	fail "remove web2"
 
-cri-client cremove "$cid" && cri-client cremove "$cid2" && cri-client cremove "$cid4" && cri-client remove "$id" ||
+cri-client cremove "$cid" && cri-client cremove "$cid2" && cri-client cremove "$cid4" && cri-client cremove "$cid5" &&
+	cri-client remove "$id" ||
 	fail "remove"
 cri-client list | grep -q "CRI list n=0" || fail "pods left"
 [ "$(xl list | tail -n +2 | wc -l)" = 1 ] || fail "domains left (xl list)"

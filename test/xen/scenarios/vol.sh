@@ -4,7 +4,9 @@
 # file, a configMap in kubelet's atomic-writer layout with a symlink pointing out of it, an
 # emptyDir) are copied into the guest and bind-mounted; the read-only mount refuses writes; two
 # containers share the emptyDir; a configMap update in dom0 reaches the container; a mount over the
-# size cap, a non-private propagation and a device are refused with INVALID_ARGUMENT.
+# size cap, a non-private propagation and a device are refused with INVALID_ARGUMENT; a writable
+# file mount (kubelet's termination-log) is written back to its host file by the first EXITED, and
+# a symlink planted in the guest in place of its copy is refused, not followed.
 # expect: VGPU-XEN DAEMON-UP
 # expect: VGPU-XEN POD-READY vol
 # expect: VGPU-XEN VOL-CTR-RUNNING a
@@ -13,6 +15,8 @@
 # expect: VGPU-XEN VOL-SYMLINK-NOT-FOLLOWED
 # expect: VGPU-XEN VOL-EMPTYDIR-SHARED
 # expect: VGPU-XEN VOL-CONFIGMAP-UPDATE-SEEN
+# expect: VGPU-XEN VOL-TERMINATION-MESSAGE-OK
+# expect: VGPU-XEN VOL-TERMINATION-SYMLINK-REFUSED
 # expect: VGPU-XEN VOL-TOO-BIG-REFUSED
 # expect: VGPU-XEN VOL-PROPAGATION-REFUSED
 # expect: VGPU-XEN VOL-DEVICE-REFUSED
@@ -107,6 +111,83 @@ echo "$out" | grep -q 'stdout=value-two\\n' || fail "b did not get the update: $
 echo "$out" | grep -q '2026_a' && fail "the old timestamped dir is still there: $out"
 grep "changed, copied again" $dlog | head -n 2
 mark VOL-CONFIGMAP-UPDATE-SEEN "after_s=$after"
+
+# ---- write-back of writable file mounts: kubelet's termination message ----
+# kubelet makes an empty host file per container and mounts it writable at terminationMessagePath;
+# once ContainerStatus says EXITED it reads the HOST file. The daemon writes the guest's copy back
+# before it records the exit, so the first EXITED already finds the whole message.
+wait_exited() { # wait_exited CID: polls ContainerStatus as kubelet does; prints the status line
+	n=0
+	while :; do
+		st=$(cri-client cstatus "$1") || fail "ContainerStatus $1: $st"
+		case "$st" in *" EXITED "*) echo "$st"; return 0 ;; esac
+		n=$((n + 1))
+		[ $n -gt 300 ] && fail "$1 did not exit: $st"
+		sleep 0.2
+	done
+}
+mkdir -p $k/pods/tl $k/pods/sl
+: > $k/pods/tl/termination-log
+t_tl=$(up)
+out=$(CRI_MOUNTS="$k/pods/tl/termination-log:/dev/termination-log" cri-client create "$id" tl "$img" \
+	sh -c 'printf "bye from xen" > /dev/termination-log; exit 3') || fail "CreateContainer tl: $out"
+cid3=$(echo "$out" | sed -n 's/^CRI container //p')
+cri-client start "$cid3" || fail "start tl"
+t_started=$(up)
+st=$(wait_exited "$cid3")
+got=$(cat $k/pods/tl/termination-log)
+t_seen=$(up)
+echo "$st"
+echo "host file at the first EXITED: '$got'"
+echo "$st" | grep -q "EXITED exit=3 " || fail "tl: $st"
+[ "$got" = "bye from xen" ] || fail "termination message not written back: '$got'"
+grep "container $cid3: mount /dev/termination-log: written back" $dlog || fail "no write-back in the daemon log"
+ls -la $k/pods/tl
+[ "$(ls -A $k/pods/tl)" = "termination-log" ] || fail "a temp file was left beside the host file"
+mark VOL-TERMINATION-MESSAGE-OK "create_to_exited_s=$(dt "$t_tl" "$t_seen") start_to_exited_s=$(dt "$t_started" "$t_seen")"
+
+# A container cannot replace its termination-log (a bind mount: rm gets EBUSY); one that broke out
+# into the guest could replace the guest's copy with a symlink to a guest secret. That is done here
+# from the guest's root (the agent's EXEC, with the daemon stopped so the channel is free): the
+# agent must refuse the symlink, the host file keeps its content.
+echo "host-original" > $k/pods/sl/termination-log
+out=$(CRI_MOUNTS="$k/pods/sl/termination-log:/dev/termination-log" cri-client create "$id" sl "$img" \
+	sh -c 'rm -f /dev/termination-log; echo rm=$?; ln -sf /etc/passwd /dev/termination-log; echo ln=$?;
+	       echo innocent > /dev/termination-log; while [ ! -e /tmp/go ]; do sleep 0.2; done; exit 0') ||
+	fail "CreateContainer sl: $out"
+cid4=$(echo "$out" | sed -n 's/^CRI container //p')
+cri-client start "$cid4" || fail "start sl"
+n=0
+while :; do
+	out=$(ex "$cid4" 'cat /dev/termination-log')
+	echo "$out" | grep -q 'stdout=innocent\\n' && break
+	n=$((n + 1))
+	[ $n -gt 30 ] && fail "sl did not write its termination-log: $out"
+	sleep 1
+done
+stop_daemon
+domid=$(xl domid "$dom")
+out=$(agent-check "$domid" 60 sh 'echo GUEST-SECRET > /run/guest-secret
+	for d in /run/vgpu-agent/vol/*; do
+		[ "$(cat $d/file 2>/dev/null)" = innocent ] && ln -sfn /run/guest-secret $d/file && echo planted $d
+	done; ls -l /run/vgpu-agent/vol/*/file')
+echo "$out"
+echo "$out" | grep -q "planted /run/vgpu-agent/vol/" || fail "could not plant the symlink in the guest: $out"
+start_daemon
+ex "$cid4" 'touch /tmp/go' >/dev/null
+st=$(wait_exited "$cid4")
+got=$(cat $k/pods/sl/termination-log)
+echo "$st"
+echo "host file after exit: '$got'"
+echo "--- the container's log"
+cat "$(echo "$st" | sed -n 's/.* log=//p')"
+grep -q GUEST-SECRET $k/pods/sl/termination-log && fail "the guest secret reached the host file"
+[ "$got" = "host-original" ] || fail "host file changed: '$got'"
+grep "container $cid4: mount /dev/termination-log: not written back" $dlog || fail "no refusal in the daemon log"
+grep "vgpu-agent:.*its file is a symlink: refused" "/var/log/xen/console/guest-$dom.log" ||
+	fail "no refusal in the agent's log"
+mark VOL-TERMINATION-SYMLINK-REFUSED
+cri-client cremove "$cid3" && cri-client cremove "$cid4" || fail "remove tl, sl"
 
 # ---- refusals ----
 out=$(CRI_MOUNTS="$k/big:/big:ro" cri-client create "$id" big "$img" true 2>&1) && fail "too big accepted: $out"

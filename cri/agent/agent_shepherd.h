@@ -1,0 +1,25 @@
+/* Internal to agent_ctr.c and agent_shepherd.c: the container's shepherd process and the small
+ * helpers both files use. Not part of the agent's request interface (agent_ctr.h). */
+#ifndef VGPU_AGENT_SHEPHERD_H
+#define VGPU_AGENT_SHEPHERD_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "agent_ctr.h"
+
+/* Runs in the shepherd (the agent's child, forked at CTR_CREATE for the bundle dir): runc create,
+ * then the container's output as CRI log records into <dir>/log, then the exit file <dir>/exit
+ * once the container exited and its output is all in the log. Reports "OK <pid>" or "ERR <why>"
+ * on sync_fd; never returns. */
+void agent_shepherd_run(const struct agent_ctr_env *env, const char *id, const char *dir, int sync_fd)
+	__attribute__((noreturn));
+
+uint64_t agent_ctr_wall_ns(void);   /* CLOCK_REALTIME in ns */
+double agent_ctr_mono_s(void);      /* CLOCK_MONOTONIC in s */
+/* Small text file into buf (NUL-terminated); -errno. */
+int agent_ctr_read_small(const char *path, char *buf, size_t n);
+/* Atomic small write: <path>.tmp + rename; -errno. */
+int agent_ctr_write_small(const char *path, const char *text);
+
+#endif
