@@ -357,8 +357,8 @@ static int make_spec(struct vgpu_pod_manager *m, struct vgpu_sandbox *s, struct 
 	}
 	json_object_object_add(root, "path", json_object_new_string("rootfs"));
 	vgpu_xen_vols_spec(spec, c->xen->vols, c->xen->n_vols);
-	/* CRI stdin/stdin_once for the agent, which gives such a container a stdin FIFO that attach
-	 * sessions write into (cri/agent/agent_stream.h); ours override any the pod brought */
+	/* CRI stdin/stdin_once/tty for the agent, which gives such a container a stdin FIFO that attach
+	 * sessions write into, or a terminal (cri/agent/agent_stream.h); ours override any the pod brought */
 	json_object *ann;
 	if (!json_object_object_get_ex(spec, "annotations", &ann) || !json_object_is_type(ann, json_type_object)) {
 		ann = json_object_new_object();
@@ -366,6 +366,8 @@ static int make_spec(struct vgpu_pod_manager *m, struct vgpu_sandbox *s, struct 
 	}
 	json_object_object_add(ann, "io.vgpu-cri.stdin", json_object_new_string(cfg->stdin ? "true" : "false"));
 	json_object_object_add(ann, "io.vgpu-cri.stdin-once", json_object_new_string(cfg->stdin_once ? "true" : "false"));
+	/* the spec's process.terminal as the agent looks for it: runc gets --console-socket */
+	json_object_object_add(ann, "io.vgpu-cri.tty", json_object_new_string(cfg->tty ? "true" : "false"));
 	if (s->gpu.enabled && (r = vgpu_xen_gpu_spec_devices(spec, err)) < 0) {
 		json_object_put(spec);
 		return vgpu_err_prefix(err, "container %s", cfg->metadata->name);

@@ -635,15 +635,14 @@ int agent_net_config_decode(const uint8_t *payload, size_t len, struct agent_net
 /* ---- interactive streams (CTR_EXEC_STREAM, CTR_ATTACH_STREAM, POD_PORTFWD_STREAM, the stream vchan's
  * frames) ---- */
 
-static int stream_flags_ok(uint16_t type, uint32_t flags)
+/* The same rules for exec and attach (attach: tty only to a container with a terminal, the agent checks). */
+static int stream_flags_ok(uint32_t flags)
 {
 	const uint32_t io = AGENT_STREAM_STDIN | AGENT_STREAM_STDOUT | AGENT_STREAM_STDERR;
 
 	if ((flags & ~(io | AGENT_STREAM_TTY)) || !(flags & io))
 		return 0;
-	if ((flags & AGENT_STREAM_TTY) && ((flags & AGENT_STREAM_STDERR) || type == AGENT_MSG_CTR_ATTACH_STREAM))
-		return 0;
-	return 1;
+	return !((flags & AGENT_STREAM_TTY) && (flags & AGENT_STREAM_STDERR));
 }
 
 int agent_stream_req_encode(struct agent_buf *b, const struct agent_stream_req *req)
@@ -654,7 +653,7 @@ int agent_stream_req_encode(struct agent_buf *b, const struct agent_stream_req *
 		return req->port >= 1 && req->port <= 65535 && !req->id && !req->flags && !req->argv
 			       ? agent_put_u32(b, req->port) : -EINVAL;
 	if ((req->type != AGENT_MSG_CTR_EXEC_STREAM && req->type != AGENT_MSG_CTR_ATTACH_STREAM) || !req->id ||
-	    !id_ok(req->id, strlen(req->id)) || !stream_flags_ok(req->type, req->flags) ||
+	    !id_ok(req->id, strlen(req->id)) || !stream_flags_ok(req->flags) ||
 	    (req->type == AGENT_MSG_CTR_EXEC_STREAM) != (req->argv != NULL))
 		return -EINVAL;
 	rc = put_cstr(b, req->id);
@@ -685,7 +684,7 @@ static int stream_req_read(struct agent_reader *r, struct agent_stream_req *out)
 	uint32_t argc;
 
 	if (get_cstr(r, &out->id) < 0 || !id_ok(out->id, strlen(out->id)) || agent_get_u32(r, &out->flags) < 0 ||
-	    !stream_flags_ok(out->type, out->flags))
+	    !stream_flags_ok(out->flags))
 		return -EPROTO;
 	if (out->type == AGENT_MSG_CTR_ATTACH_STREAM)
 		return r->left == 0 ? 0 : -EPROTO;

@@ -222,14 +222,15 @@ int agent_net_mac_ok(const char *s);
  * Op numbers from 32 up (18-31 belong to the network/stats work). On the control channel:
  *   CTR_EXEC_STREAM   str container_id, u32 flags (AGENT_STREAM_*), u32 argc (1..AGENT_MAX_ARGS),
  *                     argc x str (no NUL)
- *   CTR_ATTACH_STREAM str container_id, u32 flags (no AGENT_STREAM_TTY: containers of xen pods
- *                     have no terminal)
+ *   CTR_ATTACH_STREAM str container_id, u32 flags (AGENT_STREAM_TTY exactly when the container
+ *                     was created with a terminal; the agent refuses a mismatch with EINVAL)
  *   STREAM_OPENED     reply to both: str path ("data/vgpu-stream-<n>", relative to the guest's
  *                     /local/domain/<id>): a fresh vchan the agent serves for this one stream (a
  *                     child of the agent); the process starts once the daemon has connected.
  * On a stream's own vchan, the same 16-byte header (id 0), payload <= AGENT_STREAM_MAX_DATA:
  *   daemon -> agent: STREAM_STDIN data (1..max), STREAM_STDIN_CLOSE -, STREAM_RESIZE u32 width,
- *                    u32 height (1..65535), STREAM_KILL - (kill the process and end), KEEPALIVE -
+ *                    u32 height (1..65535; tty sessions: the pty's size, attach: the container's
+ *                    terminal), STREAM_KILL - (kill the process and end), KEEPALIVE -
  *   agent -> daemon: STREAM_STDOUT / STREAM_STDERR data (1..max), STREAM_EXIT i32 exit code (128+N
  *                    for signal N; attach: 0, the container exited), KEEPALIVE -
  * Either side sends KEEPALIVE after 2 s without sending anything; a side silent for

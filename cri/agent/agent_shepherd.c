@@ -1,6 +1,7 @@
 /* The shepherd of a container in the guest (see agent_shepherd.h): the agent's child that runs
- * `runc create`, turns the container's stdout/stderr into CRI log records, reaps the container and
- * writes its exit file. Split from agent_ctr.c, which forks it at CTR_CREATE. */
+ * `runc create`, turns the container's stdout/stderr (or its terminal's output) into CRI log
+ * records, reaps the container and writes its exit file. Split from agent_ctr.c, which forks it at
+ * CTR_CREATE. */
 #include "agent_shepherd.h"
 
 #include <errno.h>
@@ -11,7 +12,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/prctl.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/un.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -20,6 +23,8 @@
 
 #define IDLE_FLUSH_MS 100       /* a partial line becomes a P record after this long */
 #define EXIT_GRACE_MS 2000      /* output still open after the container exited (its children) */
+#define CONSOLE_WAIT_MS 2000    /* runc connected before it exited: the master is there at once */
+#define CONSOLE_SOCKET "console.sock"
 
 static void write_log(int log_fd, struct agent_buf *b)
 {
@@ -39,8 +44,13 @@ struct shepherd {
 	const char *dir;
 	int sync_fd;                    /* to the agent until runc create is done; then -1 */
 	int log_fd;
-	struct pollfd pfd[2];           /* stdout, stderr of the container (fd -1 once at EOF) */
-	struct agent_log_stream streams[2];
+	int dirfd;                      /* the bundle (O_PATH), for the sockets' short paths */
+	bool tty;                       /* process.terminal: the pty master instead of pipes */
+	int console;                    /* the console socket's listener until runc create is done */
+	/* stdout, stderr pipes (runc's own only, with a tty), the pty master (nonblocking), the
+	 * AGENT_TTY_SOCKET listener; fd -1 once at EOF or when not there */
+	struct pollfd pfd[4];
+	struct agent_log_stream streams[3];  /* the pty's output is the third, as stdout */
 	struct agent_buf rec;           /* records not yet written */
 	pid_t runc_pid, ctr_pid;
 	bool runc_done, ctr_done;
@@ -75,6 +85,150 @@ static bool spec_has(const char *dir, const char *marker)
 	return found;
 }
 
+static void touch_in(const char *dir, const char *name)
+{
+	char path[600];
+
+	snprintf(path, sizeof(path), "%s/%s", dir, name);
+	int fd = open(path, O_WRONLY | O_CREAT | O_CLOEXEC, 0600);
+	if (fd >= 0)
+		close(fd);
+}
+
+/* ---- the terminal: runc makes the pty inside the container and sends its master to our
+ * console socket (--console-socket, SCM_RIGHTS); attach sessions get a copy of it from
+ * AGENT_TTY_SOCKET to write stdin and set the window size ---- */
+
+/* A listening socket <bundle>/name, bound through /proc/self/fd/<dirfd> (the bundle's path may
+ * not fit sun_path); *path: the name runc reaches it by. -errno. */
+static int listen_in_bundle(struct shepherd *sh, const char *name, char *path, size_t len)
+{
+	struct sockaddr_un a = { .sun_family = AF_UNIX };
+
+	snprintf(a.sun_path, sizeof(a.sun_path), "/proc/self/fd/%d/%s", sh->dirfd, name);
+	if (path)
+		snprintf(path, len, "/proc/%d/fd/%d/%s", (int)getpid(), sh->dirfd, name);
+	if (unlinkat(sh->dirfd, name, 0) < 0 && errno != ENOENT)
+		return -errno;
+	int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+	if (fd < 0)
+		return -errno;
+	mode_t old = umask(0177);
+	int r = bind(fd, (struct sockaddr *)&a, sizeof(a));
+	umask(old);
+	if (r < 0 || listen(fd, 8) < 0) {
+		int e = -errno;
+		close(fd);
+		return e;
+	}
+	return fd;
+}
+
+/* The first descriptor of an SCM_RIGHTS message on conn (others closed); -errno. */
+static int recv_fd(int conn)
+{
+	char data[256];
+	struct iovec iov = { .iov_base = data, .iov_len = sizeof(data) };
+	union {
+		char buf[CMSG_SPACE(sizeof(int) * 4)];
+		struct cmsghdr align;
+	} ctl;
+	struct msghdr mh = { .msg_iov = &iov, .msg_iovlen = 1, .msg_control = ctl.buf, .msg_controllen = sizeof(ctl.buf) };
+	ssize_t n;
+	int got = -EBADMSG;
+
+	do
+		n = recvmsg(conn, &mh, MSG_CMSG_CLOEXEC);
+	while (n < 0 && errno == EINTR);
+	if (n < 0)
+		return -errno;
+	for (struct cmsghdr *c = CMSG_FIRSTHDR(&mh); c; c = CMSG_NXTHDR(&mh, c)) {
+		if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS)
+			continue;
+		size_t count = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
+		for (size_t i = 0; i < count; i++) {
+			int fd;
+			memcpy(&fd, CMSG_DATA(c) + i * sizeof(int), sizeof(int));
+			if (got < 0)
+				got = fd;
+			else
+				close(fd);
+		}
+	}
+	return got;
+}
+
+/* runc create succeeded: its connection with the master waits in the console socket's backlog. */
+static int recv_console(int listen_fd)
+{
+	struct pollfd p = { .fd = listen_fd, .events = POLLIN };
+
+	if (poll(&p, 1, CONSOLE_WAIT_MS) <= 0)
+		return -ETIMEDOUT;
+	int conn = accept4(listen_fd, NULL, NULL, SOCK_CLOEXEC);
+	if (conn < 0)
+		return -errno;
+	int master = recv_fd(conn);
+	close(conn);
+	return master;
+}
+
+/* An attach session asks for the master: send it a copy, then hang up. */
+static void serve_tty(struct shepherd *sh)
+{
+	int master = sh->pfd[2].fd;
+	int conn = accept4(sh->pfd[3].fd, NULL, NULL, SOCK_CLOEXEC);
+
+	if (conn < 0)
+		return;
+	union {
+		char buf[CMSG_SPACE(sizeof(int))];
+		struct cmsghdr align;
+	} ctl = { 0 };
+	struct iovec iov = { .iov_base = "T", .iov_len = 1 };
+	struct msghdr mh = { .msg_iov = &iov, .msg_iovlen = 1, .msg_control = ctl.buf, .msg_controllen = sizeof(ctl.buf) };
+	struct cmsghdr *c = CMSG_FIRSTHDR(&mh);
+	c->cmsg_level = SOL_SOCKET;
+	c->cmsg_type = SCM_RIGHTS;
+	c->cmsg_len = CMSG_LEN(sizeof(int));
+	memcpy(CMSG_DATA(c), &master, sizeof(int));
+	if (master >= 0 && sendmsg(conn, &mh, MSG_NOSIGNAL) < 0) {
+		/* the session gave up waiting: nothing to do */
+	}
+	close(conn); /* without the master (the pty is gone): the session sees no descriptor */
+}
+
+/* The container exited and the pty gave its last output: no more attaches to the terminal. */
+static void tty_gone(struct shepherd *sh)
+{
+	if (sh->pfd[3].fd >= 0) {
+		close(sh->pfd[3].fd);
+		sh->pfd[3].fd = -1;
+		unlinkat(sh->dirfd, AGENT_TTY_SOCKET, 0);
+	}
+}
+
+int agent_tty_connect(const char *dir)
+{
+	int dirfd = open(dir, O_PATH | O_DIRECTORY | O_CLOEXEC);
+	if (dirfd < 0)
+		return -errno;
+	struct sockaddr_un a = { .sun_family = AF_UNIX };
+	snprintf(a.sun_path, sizeof(a.sun_path), "/proc/self/fd/%d/%s", dirfd, AGENT_TTY_SOCKET);
+	int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	int r = fd < 0 ? -errno : 0;
+	if (r == 0 && connect(fd, (struct sockaddr *)&a, sizeof(a)) < 0)
+		r = -errno;
+	close(dirfd);
+	if (r == 0) {
+		struct pollfd p = { .fd = fd, .events = POLLIN };
+		r = poll(&p, 1, CONSOLE_WAIT_MS) > 0 ? recv_fd(fd) : -ETIMEDOUT;
+	}
+	if (fd >= 0)
+		close(fd);
+	return r == -ENOENT || r == -ECONNREFUSED || r == -EBADMSG ? -EPIPE : r;
+}
+
 /* A container created with CRI stdin reads a FIFO (<dir>/stdin) that attach sessions write
  * into; we hold a writer so it sees EOF only once stdin_once says so. Returns the reading end
  * for the container (or /dev/null's), -errno. */
@@ -83,6 +237,15 @@ static int container_stdin(struct shepherd *sh)
 	char path[600];
 
 	sh->stdin_wr = -1;
+	if (sh->tty) { /* runc gives the container the pty's slave; attach writes to the master */
+		touch_in(sh->dir, AGENT_TTY_FILE);
+		if (spec_has(sh->dir, AGENT_STDIN_ANNOTATION)) {
+			touch_in(sh->dir, AGENT_TTY_STDIN_FILE);
+			if (spec_has(sh->dir, AGENT_STDIN_ONCE_ANNOTATION))
+				touch_in(sh->dir, "stdin-once");
+		}
+		return open("/dev/null", O_RDONLY | O_CLOEXEC);
+	}
 	if (!spec_has(sh->dir, AGENT_STDIN_ANNOTATION))
 		return open("/dev/null", O_RDONLY | O_CLOEXEC);
 	snprintf(path, sizeof(path), "%s/stdin", sh->dir);
@@ -98,12 +261,8 @@ static int container_stdin(struct shepherd *sh)
 		return e;
 	}
 	sh->stdin_once = spec_has(sh->dir, AGENT_STDIN_ONCE_ANNOTATION);
-	if (sh->stdin_once) { /* tells attach sessions (agent_stream.c) */
-		snprintf(path, sizeof(path), "%s/stdin-once", sh->dir);
-		int fd = open(path, O_WRONLY | O_CREAT | O_CLOEXEC, 0600);
-		if (fd >= 0)
-			close(fd);
-	}
+	if (sh->stdin_once) /* tells attach sessions (agent_stream.c) */
+		touch_in(sh->dir, "stdin-once");
 	return rd;
 }
 
@@ -122,15 +281,21 @@ static void check_stdin_closed(struct shepherd *sh)
 	}
 }
 
-/* Fork `runc create` with the container's stdio on our pipes; -errno. */
-static int spawn_runc_create(const struct agent_ctr_env *env, const char *id, struct shepherd *sh)
+/* Fork `runc create` with the container's stdio on our pipes (with a tty: runc's own, and
+ * --console-socket; *console gets its listener); -errno. */
+static int spawn_runc_create(const struct agent_ctr_env *env, const char *id, struct shepherd *sh, int *console)
 {
-	char pid_file[600], runc_log[600];
+	char pid_file[600], runc_log[600], console_path[128] = "";
 	int po[2], pe[2];
 	int in = container_stdin(sh);
 
 	if (in < 0)
 		return in;
+	*console = -1;
+	if (sh->tty && (*console = listen_in_bundle(sh, CONSOLE_SOCKET, console_path, sizeof(console_path))) < 0) {
+		close(in);
+		return *console;
+	}
 
 	snprintf(pid_file, sizeof(pid_file), "%s/pid", sh->dir);
 	snprintf(runc_log, sizeof(runc_log), "%s/runc.log", sh->dir);
@@ -150,8 +315,12 @@ static int spawn_runc_create(const struct agent_ctr_env *env, const char *id, st
 		dup2(in, 0);
 		dup2(po[1], 1);
 		dup2(pe[1], 2);
-		execl(env->runc, env->runc, "--root", env->runc_root, "--log", runc_log, "create", "--no-pivot", "--bundle",
-		      sh->dir, "--pid-file", pid_file, id, (char *)NULL);
+		if (sh->tty)
+			execl(env->runc, env->runc, "--root", env->runc_root, "--log", runc_log, "create", "--no-pivot",
+			      "--console-socket", console_path, "--bundle", sh->dir, "--pid-file", pid_file, id, (char *)NULL);
+		else
+			execl(env->runc, env->runc, "--root", env->runc_root, "--log", runc_log, "create", "--no-pivot",
+			      "--bundle", sh->dir, "--pid-file", pid_file, id, (char *)NULL);
 		dprintf(2, "exec %s: %s\n", env->runc, strerror(errno));
 		_exit(127);
 	}
@@ -162,6 +331,28 @@ static int spawn_runc_create(const struct agent_ctr_env *env, const char *id, st
 	sh->pfd[0] = (struct pollfd){ .fd = po[0], .events = POLLIN };
 	sh->pfd[1] = (struct pollfd){ .fd = pe[0], .events = POLLIN };
 	return e;
+}
+
+/* With a tty: the master from runc, the attach socket; "ERR <why>" and exit when that fails. */
+static void take_console(struct shepherd *sh, int console)
+{
+	int master = recv_console(console);
+	int listener = master < 0 ? master : listen_in_bundle(sh, AGENT_TTY_SOCKET, NULL, 0);
+
+	close(console);
+	unlinkat(sh->dirfd, CONSOLE_SOCKET, 0);
+	if (master < 0 || listener < 0) {
+		dprintf(sh->sync_fd, "ERR runc create: %s: %s", master < 0 ? "no pty master on the console socket"
+			: "attach socket", strerror(-(master < 0 ? master : listener)));
+		_exit(1);
+	}
+	/* nonblocking: the shepherd and attach sessions share it (O_NONBLOCK is the open file's) */
+	if (fcntl(master, F_SETFL, fcntl(master, F_GETFL) | O_NONBLOCK) < 0) {
+		dprintf(sh->sync_fd, "ERR pty master: %s", strerror(errno));
+		_exit(1);
+	}
+	sh->pfd[2] = (struct pollfd){ .fd = master, .events = POLLIN };
+	sh->pfd[3] = (struct pollfd){ .fd = listener, .events = POLLIN };
 }
 
 /* runc create finished with status: tell the agent "OK <pid>" or "ERR <why>" (and exit). */
@@ -184,6 +375,10 @@ static void runc_create_done(struct shepherd *sh, int status)
 		char *msg = strstr(last, "msg=");
 		dprintf(sh->sync_fd, "ERR runc create: exit %d: %.300s", exit_code_of(status), msg ? msg + 4 : last);
 		_exit(1);
+	}
+	if (sh->console >= 0) {
+		take_console(sh, sh->console);
+		sh->console = -1;
 	}
 	dprintf(sh->sync_fd, "OK %d", (int)sh->ctr_pid);
 	close(sh->sync_fd);
@@ -218,23 +413,25 @@ static void reap(struct shepherd *sh)
 /* Read what the container wrote into records; idle: flush partial lines. */
 static void pump_output(struct shepherd *sh, bool idle)
 {
-	for (int i = 0; i < 2; i++) {
+	for (int i = 0; i < 3; i++) {
 		if (sh->pfd[i].fd < 0 || !(sh->pfd[i].revents & (POLLIN | POLLHUP | POLLERR)))
 			continue;
 		uint8_t buf[8192];
 		ssize_t got = read(sh->pfd[i].fd, buf, sizeof(buf));
-		if (got < 0 && errno == EINTR)
+		if (got < 0 && (errno == EINTR || errno == EAGAIN))
 			continue;
-		if (got <= 0) {
+		if (got <= 0) { /* EOF, or EIO: the pty's slave is closed everywhere */
 			(void)agent_log_flush(&sh->streams[i], agent_ctr_wall_ns(), &sh->rec);
 			close(sh->pfd[i].fd);
 			sh->pfd[i].fd = -1;
+			if (i == 2)
+				tty_gone(sh);
 		} else {
 			(void)agent_log_feed(&sh->streams[i], buf, (size_t)got, agent_ctr_wall_ns(), &sh->rec);
 		}
 	}
 	if (idle)
-		for (int i = 0; i < 2; i++)
+		for (int i = 0; i < 3; i++)
 			(void)agent_log_flush(&sh->streams[i], agent_ctr_wall_ns(), &sh->rec);
 	write_log(sh->log_fd, &sh->rec);
 }
@@ -242,30 +439,36 @@ static void pump_output(struct shepherd *sh, bool idle)
 void agent_shepherd_run(const struct agent_ctr_env *env, const char *id, const char *dir, int sync_fd)
 {
 	char log_path[600], exit_path[600], text[64];
-	struct shepherd sh = { .dir = dir, .sync_fd = sync_fd,
-			       .streams = { { .name = "stdout" }, { .name = "stderr" } } };
+	struct shepherd sh = { .dir = dir, .sync_fd = sync_fd, .console = -1,
+			       .pfd = { [2] = { .fd = -1 }, [3] = { .fd = -1 } },
+			       .streams = { { .name = "stdout" }, { .name = "stderr" }, { .name = "stdout" } } };
 
 	prctl(PR_SET_CHILD_SUBREAPER, 1);
 	snprintf(log_path, sizeof(log_path), "%s/log", dir);
 	snprintf(exit_path, sizeof(exit_path), "%s/exit", dir);
+	sh.tty = spec_has(dir, AGENT_TTY_ANNOTATION);
+	sh.dirfd = open(dir, O_PATH | O_DIRECTORY | O_CLOEXEC);
 	sh.log_fd = open(log_path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
-	int rc = sh.log_fd < 0 ? -errno : spawn_runc_create(env, id, &sh);
+	int rc = sh.log_fd < 0 || sh.dirfd < 0 ? -errno : spawn_runc_create(env, id, &sh, &sh.console);
 	if (rc < 0) {
-		dprintf(sync_fd, "ERR log, pipes or fork: %s", strerror(-rc));
+		dprintf(sync_fd, "ERR log, pipes, console socket or fork: %s", strerror(-rc));
 		_exit(1);
 	}
 	for (;;) {
-		int n = poll(sh.pfd, 2, IDLE_FLUSH_MS);
+		int n = poll(sh.pfd, 4, IDLE_FLUSH_MS);
 		if (n < 0 && errno != EINTR && !sh.runc_done)
 			break;
 		pump_output(&sh, n == 0);
+		if (n > 0 && sh.pfd[3].fd >= 0 && (sh.pfd[3].revents & POLLIN))
+			serve_tty(&sh);
 		reap(&sh);
 		check_stdin_closed(&sh);
-		if (sh.ctr_done && ((sh.pfd[0].fd < 0 && sh.pfd[1].fd < 0) ||
+		if (sh.ctr_done && ((sh.pfd[0].fd < 0 && sh.pfd[1].fd < 0 && sh.pfd[2].fd < 0) ||
 				    agent_ctr_mono_s() - sh.exit_seen > EXIT_GRACE_MS / 1000.0))
 			break;
 	}
-	for (int i = 0; i < 2; i++)
+	tty_gone(&sh);
+	for (int i = 0; i < 3; i++)
 		(void)agent_log_flush(&sh.streams[i], agent_ctr_wall_ns(), &sh.rec);
 	write_log(sh.log_fd, &sh.rec);
 	agent_buf_free(&sh.rec);

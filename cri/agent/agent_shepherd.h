@@ -1,5 +1,5 @@
-/* Internal to agent_ctr.c and agent_shepherd.c: the container's shepherd process and the small
- * helpers both files use. Not part of the agent's request interface (agent_ctr.h). */
+/* Internal to agent_ctr.c, agent_shepherd.c and agent_stream.c: the container's shepherd process
+ * and the small helpers these files use. Not part of the agent's request interface (agent_ctr.h). */
 #ifndef VGPU_AGENT_SHEPHERD_H
 #define VGPU_AGENT_SHEPHERD_H
 
@@ -14,6 +14,11 @@
  * on sync_fd; never returns. */
 void agent_shepherd_run(const struct agent_ctr_env *env, const char *id, const char *dir, int sync_fd)
 	__attribute__((noreturn));
+
+/* A container with a terminal (AGENT_TTY_ANNOTATION): a copy of its pty master, from the
+ * shepherd's AGENT_TTY_SOCKET in the bundle dir (nonblocking, O_CLOEXEC); -EPIPE when the
+ * terminal is gone (the container exited), other -errno. */
+int agent_tty_connect(const char *dir);
 
 uint64_t agent_ctr_wall_ns(void);   /* CLOCK_REALTIME in ns */
 double agent_ctr_mono_s(void);      /* CLOCK_MONOTONIC in s */

@@ -22,6 +22,8 @@
 
 #include <libxenvchan.h>
 
+#include "agent_shepherd.h"
+
 #define STREAM_RING 65536
 #define CONNECT_WAIT_MS 30000   /* the daemon connects right after STREAM_OPENED */
 #define OPEN_SYNC_MS 10000
@@ -59,7 +61,8 @@ struct stream {
 	/* exec */
 	pid_t runc_pid;
 	char pidfile[600];
-	int master;                 /* tty: the pty master (also out_fd[0]); -1 without a tty */
+	int master;                 /* tty: the pty master (exec: also out_fd[0]; attach: the container's,
+				       for resizes, output comes from the log); -1 without a tty */
 	int in_fd;                  /* the process's stdin (pipe, pty master or the container's FIFO) */
 	int out_fd[2];              /* stdout, stderr read ends (-1 when not wanted or at EOF) */
 	bool exited;
@@ -297,7 +300,14 @@ static int start_attach(struct stream *s)
 	if (s->log_fd < 0 || lseek(s->log_fd, 0, SEEK_END) < 0)
 		return -errno;
 	snprintf(path, sizeof(path), "%s/stdin-closed", s->dir);
-	if ((s->req->flags & AGENT_STREAM_STDIN) && !(s->stdin_once && access(path, F_OK) == 0)) {
+	bool take_stdin = (s->req->flags & AGENT_STREAM_STDIN) && !(s->stdin_once && access(path, F_OK) == 0);
+	if (s->req->flags & AGENT_STREAM_TTY) { /* the container's terminal (agent_stream.h) */
+		s->master = agent_tty_connect(s->dir);
+		if (s->master < 0)
+			return s->master;
+		if (take_stdin && (s->in_fd = fcntl(s->master, F_DUPFD_CLOEXEC, 0)) < 0)
+			return -errno;
+	} else if (take_stdin) {
 		/* (after stdin_once closed it, a later attach's stdin is discarded, as on runc pods) */
 		snprintf(path, sizeof(path), "%s/stdin", s->dir);
 		/* the container holds the reading end: without a reader it has exited (ENXIO) */
@@ -543,7 +553,8 @@ static int pump(struct stream *s)
 			{ .fd = libxenvchan_fd_for_select(s->ch), .events = POLLIN },
 			{ .fd = s->out_fd[0], .events = POLLIN },
 			{ .fd = s->out_fd[1], .events = POLLIN },
-			{ .fd = s->stdin_buf.len && s->in_fd != s->master ? s->in_fd : -1, .events = POLLOUT },
+			/* (exec with a tty: stdin is the master, polled for output already) */
+			{ .fd = s->stdin_buf.len && s->in_fd != s->out_fd[0] ? s->in_fd : -1, .events = POLLOUT },
 		};
 		int n = poll(p, 4, 100);
 		if (n < 0 && errno != EINTR)
@@ -654,11 +665,15 @@ static int check_container(const struct agent_ctr_env *env, const struct agent_s
 	snprintf(dir, dir_len, "%s/%s", env->root, req->id);
 	snprintf(path, sizeof(path), "%s/stdin-once", dir);
 	*stdin_once = access(path, F_OK) == 0;
-	if (req->type == AGENT_MSG_CTR_ATTACH_STREAM && (req->flags & AGENT_STREAM_STDIN)) {
-		snprintf(path, sizeof(path), "%s/stdin", dir);
-		if (access(path, F_OK) < 0)
-			return fail(msg, -EINVAL, "container %s was created without stdin", req->id);
-	}
+	if (req->type != AGENT_MSG_CTR_ATTACH_STREAM)
+		return 0;
+	snprintf(path, sizeof(path), "%s/%s", dir, AGENT_TTY_FILE);
+	bool tty = access(path, F_OK) == 0;
+	if (tty != ((req->flags & AGENT_STREAM_TTY) != 0))
+		return fail(msg, -EINVAL, "container %s was created with tty=%s", req->id, tty ? "true" : "false");
+	snprintf(path, sizeof(path), "%s/%s", dir, tty ? AGENT_TTY_STDIN_FILE : "stdin");
+	if ((req->flags & AGENT_STREAM_STDIN) && access(path, F_OK) < 0)
+		return fail(msg, -EINVAL, "container %s was created without stdin", req->id);
 	return 0;
 }
 

@@ -31,6 +31,18 @@
  * looks for the exact text, which JSON escaping cannot fake inside another string). */
 #define AGENT_STDIN_ANNOTATION "\"io.vgpu-cri.stdin\":\"true\""
 #define AGENT_STDIN_ONCE_ANNOTATION "\"io.vgpu-cri.stdin-once\":\"true\""
+#define AGENT_TTY_ANNOTATION "\"io.vgpu-cri.tty\":\"true\""
+/* A container with a terminal (CRI tty; the spec's process.terminal): runc makes the pty and
+ * sends its master to the shepherd (--console-socket), which logs the pty's output as stdout and
+ * hands a copy of the master to every attach session that connects to <bundle>/AGENT_TTY_SOCKET
+ * (it writes the session's stdin into it and sets its window size; the kernel sends the
+ * container SIGWINCH). Such a container has no stdin FIFO: <bundle>/AGENT_TTY_STDIN_FILE says it
+ * was created with CRI stdin. An attach's tty flag must match <bundle>/AGENT_TTY_FILE. Several sessions at once all see the output (from the log) and all
+ * type into the terminal, as on runc pods; stdin_once: after the first session with stdin ends,
+ * later sessions' input is dropped (the terminal stays open: EOF on a terminal is a typed ^D). */
+#define AGENT_TTY_SOCKET "tty.sock"
+#define AGENT_TTY_FILE "tty"             /* <bundle>/tty: the container has a terminal */
+#define AGENT_TTY_STDIN_FILE "tty-stdin"
 
 /* In the agent (PID 1): check the container (port-forward: connect to the port), fork the stream
  * child, wait until it offers its vchan; path gets its xenstore path. 0 or -errno with msg

@@ -6,7 +6,10 @@
 # resize (`stty size`), a client that vanishes (the process dies in the guest), Attach to a
 # container created with stdin (two sessions one after the other, the container keeps running,
 # then one that ends when the container exits; stdin_once: ending stdin gives the container EOF),
-# Attach asking for stdin the container lacks refused; PortForward into the pod (the agent connects
+# Attach asking for stdin the container lacks refused; a container with a terminal (CRI tty: runc
+# --console-socket in the guest, the pty's output in its log; two tty attach sessions at once, one
+# typing a line and resizing, both seeing the answer and the new `stty size`; attach with the wrong
+# tty flag refused both ways; the last session ends with the container's exit); PortForward into the pod (the agent connects
 # to 127.0.0.1:PORT in the guest, a vchan per connection: a ~300 KB download and an echo checked by
 # md5, two connections at once, a port nobody listens on reported as the error stream's text at
 # once); the daemon's fds and threads back to where they were; a stream and a port-forward open
@@ -20,6 +23,11 @@
 # expect: VGPU-XEN EXEC-TTY-RESIZE-OK
 # expect: VGPU-XEN EXEC-KILLED-ON-LEAVE
 # expect: VGPU-XEN ATTACH-OK
+# expect: VGPU-XEN TTY-CTR-LOG-OK
+# expect: VGPU-XEN TTY-ATTACH-REFUSED-OK
+# expect: VGPU-XEN TTY-ATTACH-OK
+# expect: VGPU-XEN TTY-RESIZE-OK
+# expect: VGPU-XEN TTY-EXIT-OK
 # expect: VGPU-XEN PORTFWD-OK
 # expect: VGPU-XEN PORTFWD-TWO-OK
 # expect: VGPU-XEN PORTFWD-REFUSED-OK
@@ -59,8 +67,14 @@ out=$(cri-client create "$id" srv "$img" sh -c \
 	fail "create srv: $out"
 cid5=$(echo "$out" | sed -n 's/^CRI container //p')
 cri-client start "$cid5" >/dev/null || fail "start srv"
+# a container with a terminal (and stdin) that answers lines and prints its terminal's size
+out=$(CRI_TTY=1 CRI_STDIN=1 cri-client create "$id" term "$img" sh -c \
+	'stty size; echo tty=$(tty); while read x; do [ "$x" = quit ] && exit 3; echo got-$x; stty size; done') ||
+	fail "create term: $out"
+cid6=$(echo "$out" | sed -n 's/^CRI container //p')
+cri-client start "$cid6" >/dev/null || fail "start term"
 cri-client cstatus "$cid2" | grep -q RUNNING || fail "echo not running"
-mark CTRS-RUNNING "box=$cid echo=$cid2 srv=$cid5"
+mark CTRS-RUNNING "box=$cid echo=$cid2 srv=$cid5 term=$cid6"
 sleep 2
 base_fds=$(fds)
 base_tasks=$(tasks)
@@ -113,6 +127,65 @@ out=$(cri-client stream attach "$cid" -S)
 echo "$out"
 echo "$out" | grep -q 'code=3 .*created without stdin' || fail "attach with stdin to box: $out"
 mark ATTACH-OK "attach_s=$(dt "$t5" "$(up)")"
+
+# ---- a container with a terminal: its log has the pty's output (as stdout records) ----
+tlog=$(cri-client cstatus "$cid6" | sed -n 's/.* log=//p')
+n=0
+while ! grep -q ' stdout [FP] tty=/dev/pts/0' "$tlog" 2>/dev/null; do
+	n=$((n + 1))
+	[ $n -gt 60 ] && fail "term's log $tlog: $(cat "$tlog" 2>&1)"
+	sleep 0.5
+done
+cat "$tlog"
+mark TTY-CTR-LOG-OK "log=$tlog"
+# attach with the wrong tty flag is refused, both ways
+out=$(cri-client stream attach "$cid6" -S)
+echo "$out"
+echo "$out" | grep -q 'code=3 .*tty=false requested, but the container was created with tty=true' ||
+	fail "attach without tty to term: $out"
+out=$(cri-client stream attach "$cid2" -T -S)
+echo "$out"
+echo "$out" | grep -q 'code=3 .*tty=true requested, but the container was created with tty=false' ||
+	fail "attach with tty to echo: $out"
+mark TTY-ATTACH-REFUSED-OK
+# two sessions at once: the first only watches; the second types a line after a resize; both see
+# the answer and the new size
+t14=$(up)
+attached=$(grep -c "attach stream to domain .* (tty=1) open" $dlog)
+cri-client stream attach "$cid6" -T -l '30 100' -w 120 >/tmp/tty1.out 2>&1 &
+bgt=$!
+n=0
+while [ "$(grep -c "attach stream to domain .* (tty=1) open" $dlog)" -le "$attached" ]; do
+	n=$((n + 1))
+	[ $n -gt 60 ] && fail "first tty attach did not start: $(cat /tmp/tty1.out)"
+	sleep 0.5
+done
+out=$(cri-client stream attach "$cid6" -T -r 100x30 -i 'two\n' -l '30 100' -w 120) || fail "tty attach: $out"
+echo "$out"
+echo "$out" | grep -q '^CRI stream left stdout=.*got-two\\r\\n30 100' || fail "tty attach: $out"
+n=0
+while kill -0 $bgt 2>/dev/null; do
+	n=$((n + 1))
+	[ $n -gt 60 ] && fail "first tty attach still waiting: $(cat /tmp/tty1.out)"
+	sleep 0.5
+done
+cat /tmp/tty1.out
+grep -q '^CRI stream left stdout=.*got-two\\r\\n30 100' /tmp/tty1.out || fail "first tty attach: $(cat /tmp/tty1.out)"
+mark TTY-ATTACH-OK "attach_s=$(dt "$t14" "$(up)") sessions=2"
+grep -q ' stdout [FP] 30 100' "$tlog" || fail "the resize is not in term's log: $(cat "$tlog")"
+mark TTY-RESIZE-OK "stty_size=30x100"
+# the container exits while attached: the session ends, the container's exit code is kept
+t15=$(up)
+out=$(cri-client stream attach "$cid6" -T -i 'quit\n' -w 120) || fail "tty attach quit: $out"
+echo "$out"
+echo "$out" | grep -q '^CRI stream exit=0 stdout=quit\\r\\n' || fail "tty attach quit: $out"
+n=0
+while ! cri-client cstatus "$cid6" | grep -q "EXITED exit=3"; do
+	n=$((n + 1))
+	[ $n -gt 60 ] && fail "term not exited with 3: $(cri-client cstatus "$cid6")"
+	sleep 0.5
+done
+mark TTY-EXIT-OK "attach_s=$(dt "$t15" "$(up)")"
 
 # ---- port-forward: the agent connects to 127.0.0.1:PORT in the guest, bytes both ways ----
 n=0
@@ -270,6 +343,7 @@ cri-client stop "$id2" >/dev/null && cri-client cremove "$cid3" >/dev/null && cr
 	fail "remove web2"
 
 cri-client cremove "$cid" && cri-client cremove "$cid2" && cri-client cremove "$cid4" && cri-client cremove "$cid5" &&
+	cri-client cremove "$cid6" &&
 	cri-client remove "$id" ||
 	fail "remove"
 cri-client list | grep -q "CRI list n=0" || fail "pods left"
