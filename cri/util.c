@@ -85,7 +85,7 @@ int vgpu_mkdir_p(const char *path, mode_t mode, struct vgpu_err *err)
 	return 0;
 }
 
-static int write_all(int fd, const void *data, size_t len)
+int vgpu_write_all(int fd, const void *data, size_t len)
 {
 	const char *p = data;
 	while (len > 0) {
@@ -108,7 +108,7 @@ int vgpu_write_file_atomic(const char *path, const void *data, size_t len, mode_
 	_cleanup_close_ int fd = mkostemp(tmp, O_CLOEXEC);
 	if (fd < 0)
 		return vgpu_err_errno(err, errno, "create temp file for %s", path);
-	int r = write_all(fd, data, len);
+	int r = vgpu_write_all(fd, data, len);
 	if (r == 0 && fchmod(fd, mode) < 0)
 		r = -errno;
 	if (r == 0 && fsync(fd) < 0)

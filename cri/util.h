@@ -50,6 +50,9 @@ void *vgpu_calloc(size_t n, size_t size);
 /* mkdir -p with mode for every directory it creates. */
 int vgpu_mkdir_p(const char *path, mode_t mode, struct vgpu_err *err);
 
+/* write(2) until all len bytes are written (EINTR retried). 0 or -errno. */
+int vgpu_write_all(int fd, const void *data, size_t len);
+
 /* Write data to path atomically: temp file in the same directory, fsync, rename, fsync of the
  * directory. Readers see the old or the new content, never a mix, also after a crash. */
 int vgpu_write_file_atomic(const char *path, const void *data, size_t len, mode_t mode,

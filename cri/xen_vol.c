@@ -353,19 +353,6 @@ static bool same_content(int fd, const uint8_t *data, size_t len)
 	}
 }
 
-static int write_all_fd(int fd, const uint8_t *p, size_t len)
-{
-	for (size_t done = 0; done < len;) {
-		ssize_t n = write(fd, p + done, len - done);
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n < 0)
-			return -errno;
-		done += (size_t)n;
-	}
-	return 0;
-}
-
 /* A new temp file beside the target, named after it (O_EXCL: never an existing one). */
 static int make_temp(int dfd, const char *base, mode_t mode, char name[NAME_MAX + 1])
 {
@@ -418,7 +405,7 @@ int vgpu_xen_vol_write_back(const char *host_path, const void *data, size_t len,
 	if (r == 0 && fchmod(tfd, st.st_mode & 0777) < 0) /* setuid/setgid dropped: content from a guest */
 		r = -errno;
 	if (r == 0)
-		r = write_all_fd(tfd, data, len);
+		r = vgpu_write_all(tfd, data, len);
 	if (r == 0 && fsync(tfd) < 0)
 		r = -errno;
 	if (close(tfd) < 0 && r == 0)

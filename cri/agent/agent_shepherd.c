@@ -19,6 +19,7 @@
 #include <unistd.h>
 
 #include "agent_log.h"
+#include "../monitor/attach_proto.h"
 #include "agent_stream.h"
 
 #define IDLE_FLUSH_MS 100       /* a partial line becomes a P record after this long */
@@ -124,55 +125,6 @@ static int listen_in_bundle(struct shepherd *sh, const char *name, char *path, s
 	return fd;
 }
 
-/* The first descriptor of an SCM_RIGHTS message on conn (others closed); -errno. */
-static int recv_fd(int conn)
-{
-	char data[256];
-	struct iovec iov = { .iov_base = data, .iov_len = sizeof(data) };
-	union {
-		char buf[CMSG_SPACE(sizeof(int) * 4)];
-		struct cmsghdr align;
-	} ctl;
-	struct msghdr mh = { .msg_iov = &iov, .msg_iovlen = 1, .msg_control = ctl.buf, .msg_controllen = sizeof(ctl.buf) };
-	ssize_t n;
-	int got = -EBADMSG;
-
-	do
-		n = recvmsg(conn, &mh, MSG_CMSG_CLOEXEC);
-	while (n < 0 && errno == EINTR);
-	if (n < 0)
-		return -errno;
-	for (struct cmsghdr *c = CMSG_FIRSTHDR(&mh); c; c = CMSG_NXTHDR(&mh, c)) {
-		if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS)
-			continue;
-		size_t count = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
-		for (size_t i = 0; i < count; i++) {
-			int fd;
-			memcpy(&fd, CMSG_DATA(c) + i * sizeof(int), sizeof(int));
-			if (got < 0)
-				got = fd;
-			else
-				close(fd);
-		}
-	}
-	return got;
-}
-
-/* runc create succeeded: its connection with the master waits in the console socket's backlog. */
-static int recv_console(int listen_fd)
-{
-	struct pollfd p = { .fd = listen_fd, .events = POLLIN };
-
-	if (poll(&p, 1, CONSOLE_WAIT_MS) <= 0)
-		return -ETIMEDOUT;
-	int conn = accept4(listen_fd, NULL, NULL, SOCK_CLOEXEC);
-	if (conn < 0)
-		return -errno;
-	int master = recv_fd(conn);
-	close(conn);
-	return master;
-}
-
 /* An attach session asks for the master: send it a copy, then hang up. */
 static void serve_tty(struct shepherd *sh)
 {
@@ -222,7 +174,13 @@ int agent_tty_connect(const char *dir)
 	close(dirfd);
 	if (r == 0) {
 		struct pollfd p = { .fd = fd, .events = POLLIN };
-		r = poll(&p, 1, CONSOLE_WAIT_MS) > 0 ? recv_fd(fd) : -ETIMEDOUT;
+		char one;
+		size_t nfds = 0;
+		int master = -1;
+		r = poll(&p, 1, CONSOLE_WAIT_MS) <= 0 ? -ETIMEDOUT
+		    : (int)vgpu_recv_fds(fd, &one, 1, &master, 1, &nfds);
+		if (r >= 0)
+			r = nfds == 1 ? master : -EBADMSG;
 	}
 	if (fd >= 0)
 		close(fd);
@@ -336,7 +294,7 @@ static int spawn_runc_create(const struct agent_ctr_env *env, const char *id, st
 /* With a tty: the master from runc, the attach socket; "ERR <why>" and exit when that fails. */
 static void take_console(struct shepherd *sh, int console)
 {
-	int master = recv_console(console);
+	int master = vgpu_console_recv(console, CONSOLE_WAIT_MS);
 	int listener = master < 0 ? master : listen_in_bundle(sh, AGENT_TTY_SOCKET, NULL, 0);
 
 	close(console);

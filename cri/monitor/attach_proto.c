@@ -2,6 +2,7 @@
 #include "attach_proto.h"
 
 #include <errno.h>
+#include <poll.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -105,12 +106,11 @@ int vgpu_attach_send(int sock, const struct vgpu_attach_msg *m, const int *fds, 
 	return (size_t)n == iov.iov_len ? 0 : -EIO;
 }
 
-int vgpu_attach_recv(int sock, struct vgpu_attach_msg *m, int *fds, size_t max_fds, size_t *nfds)
+ssize_t vgpu_recv_fds(int sock, void *buf, size_t len, int *fds, size_t max_fds, size_t *nfds)
 {
-	uint8_t buf[VGPU_ATTACH_MSG_MAX + 1];
-	struct iovec iov = { .iov_base = buf, .iov_len = sizeof(buf) };
+	struct iovec iov = { .iov_base = buf, .iov_len = len };
 	union {
-		char buf[CMSG_SPACE(sizeof(int) * (VGPU_ATTACH_MAX_FDS + 4))];
+		char buf[CMSG_SPACE(sizeof(int) * 16)];
 		struct cmsghdr align;
 	} ctl;
 	struct msghdr mh = { .msg_iov = &iov, .msg_iovlen = 1, .msg_control = ctl.buf,
@@ -136,13 +136,42 @@ int vgpu_attach_recv(int sock, struct vgpu_attach_msg *m, int *fds, size_t max_f
 				close(fd);
 		}
 	}
-	int r = n == 0 ? -EPIPE : (mh.msg_flags & (MSG_TRUNC | MSG_CTRUNC)) ? -EBADMSG
-								     : vgpu_attach_decode(buf, (size_t)n, m);
-	if (r < 0) {
+	if (mh.msg_flags & (MSG_TRUNC | MSG_CTRUNC)) {
 		for (size_t i = 0; i < kept; i++)
 			close(fds[i]);
-		return r;
+		return -EBADMSG;
 	}
 	*nfds = kept;
-	return 0;
+	return n;
+}
+
+int vgpu_console_recv(int listen_fd, int timeout_ms)
+{
+	struct pollfd p = { .fd = listen_fd, .events = POLLIN };
+	if (poll(&p, 1, timeout_ms) <= 0)
+		return -ETIMEDOUT;
+	int conn = accept4(listen_fd, NULL, NULL, SOCK_CLOEXEC);
+	if (conn < 0)
+		return -errno;
+	char name[4096]; /* runc sends the pty's name with it */
+	int master = -1;
+	size_t nfds = 0;
+	ssize_t n = vgpu_recv_fds(conn, name, sizeof(name), &master, 1, &nfds);
+	close(conn);
+	return n < 0 ? (int)n : nfds == 1 ? master : -EBADMSG;
+}
+
+int vgpu_attach_recv(int sock, struct vgpu_attach_msg *m, int *fds, size_t max_fds, size_t *nfds)
+{
+	uint8_t buf[VGPU_ATTACH_MSG_MAX + 1];
+	ssize_t n = vgpu_recv_fds(sock, buf, sizeof(buf), fds, max_fds, nfds);
+	if (n < 0)
+		return (int)n;
+	int r = n == 0 ? -EPIPE : vgpu_attach_decode(buf, (size_t)n, m);
+	if (r < 0) {
+		for (size_t i = 0; i < *nfds; i++)
+			close(fds[i]);
+		*nfds = 0;
+	}
+	return r;
 }

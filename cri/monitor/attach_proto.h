@@ -66,4 +66,13 @@ int vgpu_attach_send(int sock, const struct vgpu_attach_msg *m, const int *fds, 
  * malformed or truncated packet (its fds closed), or -errno. */
 int vgpu_attach_recv(int sock, struct vgpu_attach_msg *m, int *fds, size_t max_fds, size_t *nfds);
 
+/* Receives one message on sock: at most len bytes into buf and up to max_fds (<= 16) descriptors
+ * (SCM_RIGHTS, close-on-exec; any more are closed). Returns the bytes received (0: the peer
+ * closed) or -errno; -EBADMSG, with the descriptors closed, when the data or descriptors were cut. */
+ssize_t vgpu_recv_fds(int sock, void *buf, size_t len, int *fds, size_t max_fds, size_t *nfds);
+/* runc's --console-socket: waits up to timeout_ms for runc's connection on listen_fd and returns
+ * the pty master it sends (-ETIMEDOUT, -EBADMSG or -errno). Used by the monitor (runc pods) and
+ * the guest agent's shepherd (xen pods). */
+int vgpu_console_recv(int listen_fd, int timeout_ms);
+
 #endif

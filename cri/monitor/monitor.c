@@ -356,43 +356,6 @@ static int serve(const struct opts *o, pid_t ctr, struct stream *streams, int sf
 	return status;
 }
 
-/* The pty master runc sends to the console socket (SCM_RIGHTS, the pty's name as data). */
-static int recv_console(int listen_fd)
-{
-	struct pollfd p = { .fd = listen_fd, .events = POLLIN };
-	if (poll(&p, 1, CONSOLE_WAIT_MS) <= 0)
-		return -1;
-	int conn = accept4(listen_fd, NULL, NULL, SOCK_CLOEXEC);
-	if (conn < 0)
-		return -1;
-	char name[4096];
-	struct iovec iov = { .iov_base = name, .iov_len = sizeof(name) };
-	union {
-		char buf[CMSG_SPACE(sizeof(int) * 4)];
-		struct cmsghdr align;
-	} ctl;
-	struct msghdr mh = { .msg_iov = &iov, .msg_iovlen = 1, .msg_control = ctl.buf, .msg_controllen = sizeof(ctl.buf) };
-	ssize_t n;
-	do
-		n = recvmsg(conn, &mh, MSG_CMSG_CLOEXEC);
-	while (n < 0 && errno == EINTR);
-	close(conn);
-	int master = -1;
-	for (struct cmsghdr *c = n >= 0 ? CMSG_FIRSTHDR(&mh) : NULL; c; c = CMSG_NXTHDR(&mh, c)) {
-		if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS)
-			continue;
-		size_t count = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
-		for (size_t i = 0; i < count; i++) {
-			int fd;
-			memcpy(&fd, CMSG_DATA(c) + i * sizeof(int), sizeof(int));
-			if (master < 0)
-				master = fd;
-			else
-				close(fd);
-		}
-	}
-	return master;
-}
 
 /* The socket runc create connects to with the pty master. Bound in the bundle directory through
  * /proc/<pid>/fd/<dirfd>, a path short enough for sun_path that runc can also resolve. */
@@ -464,7 +427,7 @@ static void create_container(const struct opts *o, int dirfd, struct ctr_io *io)
 	if (create < 0 || waitpid(create, &st, 0) < 0 || !WIFEXITED(st) || WEXITSTATUS(st) != 0)
 		fail_create(o);
 	if (o->tty) {
-		int master = recv_console(console);
+		int master = vgpu_console_recv(console, CONSOLE_WAIT_MS);
 		close(console);
 		unlinkat(dirfd, CONSOLE_SOCKET, 0);
 		if (master < 0) {

@@ -95,6 +95,7 @@ gcc "${cflags[@]}" -static -o "$B/vchan-check" "$here/vchan-check.c" "${vchan_li
 # the guest agent (PID 1 of a pod's domU) and the test's daemon side of its protocol
 gcc "${cflags[@]}" -static -I"$top/cri/agent" -o "$B/vgpu-agent" "$top/cri/agent/agent.c" \
 	"$top/cri/agent/agent_proto.c" "$top/cri/agent/agent_ctr.c" "$top/cri/agent/agent_shepherd.c" \
+	"$top/cri/monitor/attach_proto.c" \
 	"$top/cri/agent/agent_log.c" "$top/cri/agent/agent_net.c" "$top/cri/agent/agent_stream.c" \
 	"$top/cri/agent/agent_vol.c" "$top/cri/agent/agent_vol_proto.c" "${vchan_libs[@]}"
 gcc "${cflags[@]}" -static -I"$top/cri" -o "$B/agent-check" "$here/agent-check.c" "$top/cri/agent/agent_proto.c" \

@@ -140,7 +140,32 @@ static int connect_url(const char *url, char *path, size_t path_len, char *host,
 	return fd;
 }
 
-/* The upgrade; leftover bytes after the response go into in. */
+/* Sends an HTTP upgrade request and reads up to the end of the 101 response; leftover bytes go
+ * into in. what names the stream in the error line. */
+static int upgrade(int fd, const char *req, size_t n, const char *what, struct growbuf *in)
+{
+	if (write_all(fd, req, n) < 0)
+		return -1;
+	char resp[4096];
+	size_t len = 0;
+	char *end = NULL;
+	while (!end) {
+		ssize_t r = len < sizeof(resp) - 1 ? read(fd, resp + len, sizeof(resp) - 1 - len) : -1;
+		if (r <= 0)
+			return -1;
+		len += (size_t)r;
+		resp[len] = '\0';
+		end = strstr(resp, "\r\n\r\n");
+	}
+	if (strncmp(resp, "HTTP/1.1 101", 12) != 0) {
+		printf("CRI %s error handshake: %.200s\n", what, resp);
+		return -1;
+	}
+	size_t used = (size_t)(end + 4 - resp);
+	return gb_add(in, resp + used, len - used);
+}
+
+/* The websocket upgrade of exec/attach. */
 static int handshake(int fd, const char *path, const char *host, struct growbuf *in)
 {
 	char req[1024];
@@ -149,27 +174,7 @@ static int handshake(int fd, const char *path, const char *host, struct growbuf 
 			 "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n"
 			 "Sec-WebSocket-Protocol: v5.channel.k8s.io\r\n\r\n",
 			 path, host);
-	if (write_all(fd, req, (size_t)n) < 0)
-		return -1;
-	char resp[4096];
-	size_t len = 0;
-	char *end = NULL;
-	while (!end) {
-		if (len == sizeof(resp) - 1)
-			return -1;
-		ssize_t r = read(fd, resp + len, sizeof(resp) - 1 - len);
-		if (r <= 0)
-			return -1;
-		len += (size_t)r;
-		resp[len] = '\0';
-		end = strstr(resp, "\r\n\r\n");
-	}
-	if (strncmp(resp, "HTTP/1.1 101", 12) != 0) {
-		printf("CRI stream error handshake: %.200s\n", resp);
-		return -1;
-	}
-	size_t used = (size_t)(end + 4 - resp);
-	return gb_add(in, resp + used, len - used);
+	return upgrade(fd, req, (size_t)n, "stream", in);
 }
 
 /* Decode C escapes of the command line's stdin text. */
@@ -482,32 +487,14 @@ static int pf_parse(struct growbuf *in, struct growbuf *out, struct pf_conn *c, 
 	return 0;
 }
 
-/* The SPDY upgrade; leftover bytes into in. */
+/* The SPDY upgrade of port-forward; leftover bytes into in. */
 static int pf_handshake(int fd, const char *path, const char *host, struct growbuf *in)
 {
 	char req[1024];
 	int n = snprintf(req, sizeof(req),
 			 "POST %s HTTP/1.1\r\nHost: %s\r\nConnection: Upgrade\r\nUpgrade: SPDY/3.1\r\n"
 			 "X-Stream-Protocol-Version: portforward.k8s.io\r\n\r\n", path, host);
-	if (write_all(fd, req, (size_t)n) < 0)
-		return -1;
-	char resp[4096];
-	size_t len = 0;
-	char *end = NULL;
-	while (!end) {
-		ssize_t r = len < sizeof(resp) - 1 ? read(fd, resp + len, sizeof(resp) - 1 - len) : -1;
-		if (r <= 0)
-			return -1;
-		len += (size_t)r;
-		resp[len] = '\0';
-		end = strstr(resp, "\r\n\r\n");
-	}
-	if (strncmp(resp, "HTTP/1.1 101", 12) != 0) {
-		printf("CRI pf error handshake: %.200s\n", resp);
-		return -1;
-	}
-	size_t used = (size_t)(end + 4 - resp);
-	return gb_add(in, resp + used, len - used);
+	return upgrade(fd, req, (size_t)n, "pf", in);
 }
 
 /* Queue more of the input on every connection while little is queued (all in one round robin). */
