@@ -172,7 +172,13 @@ done
 cat /tmp/tty1.out
 grep -q '^CRI stream left stdout=.*got-two\\r\\n30 100' /tmp/tty1.out || fail "first tty attach: $(cat /tmp/tty1.out)"
 mark TTY-ATTACH-OK "attach_s=$(dt "$t14" "$(up)") sessions=2"
-grep -q ' stdout [FP] 30 100' "$tlog" || fail "the resize is not in term's log: $(cat "$tlog")"
+# the daemon copies the guest's log records every few seconds: wait for them
+n=0
+while ! grep -q ' stdout [FP] 30 100' "$tlog"; do
+	n=$((n + 1))
+	[ $n -gt 40 ] && fail "the resize is not in term's log after 20 s: $(cat "$tlog")"
+	sleep 0.5
+done
 mark TTY-RESIZE-OK "stty_size=30x100"
 # the container exits while attached: the session ends, the container's exit code is kept
 t15=$(up)
