@@ -27,25 +27,35 @@ stop_daemon() {
 	kill -TERM $daemon_pid
 	wait $daemon_pid || fail "daemon exit status $?"
 }
+# A xen runtime handler: NAME, kernel command line words, guest memory (MiB), agent timeout (s).
+xen_handler() {
+	cat <<YAML
+  $1:
+    type: xen
+    guest_kernel: /boot/guest-vmlinux.gz
+    guest_initrd: /boot/guest.cpio.gz
+    guest_cmdline: "console=hvc0 $2 quiet"
+    guest_memory_mb: $3
+    agent_timeout_s: $4
+YAML
+}
+# The daemon's config: the gpu section's lines ($1), other top-level sections ($2, may be empty),
+# the `xen` handler's guest memory in MiB ($3), more handlers ($4, xen_handler's output or empty);
+# handlers runc and xen always.
+write_config() {
+	mkdir -p /etc/vgpu-cri /var/log/pods /var/log/vgpu
+	{
+		printf 'log_level: info\ngpu:\n%s\n' "$1"
+		if [ -n "$2" ]; then printf '%s\n' "$2"; fi
+		printf 'runtime_handlers:\n  runc:\n    type: runc\n'
+		xen_handler xen rdinit=/sbin/vgpu-agent "$3" 240
+		if [ -n "$4" ]; then printf '%s\n' "$4"; fi
+	} >/etc/vgpu-cri/config.yaml
+}
 # dom0 for scenarios with containers in xen pods and no GPU: loop + blkback (image disks), loopback,
 # the daemon's config (runc and xen handlers, 256 MiB guests).
 setup_xen_containers() {
 	for m in loop xen-blkback; do insmod /lib/modules/$m.ko || fail "insmod $m"; done
 	ip link set lo up
-	mkdir -p /etc/vgpu-cri /var/log/pods /var/log/vgpu
-	cat > /etc/vgpu-cri/config.yaml <<'YAML'
-log_level: info
-gpu:
-  backend: none
-runtime_handlers:
-  runc:
-    type: runc
-  xen:
-    type: xen
-    guest_kernel: /boot/guest-vmlinux.gz
-    guest_initrd: /boot/guest.cpio.gz
-    guest_cmdline: "console=hvc0 rdinit=/sbin/vgpu-agent quiet"
-    guest_memory_mb: 256
-    agent_timeout_s: 240
-YAML
+	write_config "  backend: none" "" 256 ""
 }

@@ -29,23 +29,9 @@
 . /vgpu/scenarios/daemon-lib.sh
 for m in loop xen-blkback; do insmod /lib/modules/$m.ko || fail "insmod $m"; done
 ip link set lo up
-mkdir -p /etc/vgpu-cri /var/log/pods /var/log/vgpu
-cat > /etc/vgpu-cri/config.yaml <<'YAML'
-log_level: info
-gpu:
-  backend: soft
-  pod_processes: on  # as with the cuda backend's default: the pod's broker in a process of its own
-runtime_handlers:
-  runc:
-    type: runc
-  xen:
-    type: xen
-    guest_kernel: /boot/guest-vmlinux.gz
-    guest_initrd: /boot/guest.cpio.gz
-    guest_cmdline: "console=hvc0 rdinit=/sbin/vgpu-agent quiet"
-    guest_memory_mb: 256
-    agent_timeout_s: 240
-YAML
+# pod_processes on, as with the cuda backend's default: the pod's broker in a process of its own
+write_config "  backend: soft
+  pod_processes: on" "" 256 ""
 img=$(cat /vgpu/image-ref-gpu)
 start_daemon
 grep -q "SOFT TEST DEVICE" $dlog || fail "broker not on the soft test device"

@@ -26,25 +26,10 @@ for m in loop xen-blkback xen-netback llc stp bridge veth sch_ingress cls_matcha
 	insmod /lib/modules/$m.ko || fail "insmod $m"
 done
 ip link set lo up
-mkdir -p /etc/vgpu-cri /var/log/pods /var/log/vgpu /etc/cni/net.d
-cat > /etc/vgpu-cri/config.yaml <<'YAML'
-log_level: info
-gpu:
-  backend: none
-cni:
+mkdir -p /etc/cni/net.d
+write_config "  backend: none" "cni:
   conf_dir: /etc/cni/net.d
-  bin_dirs: [/usr/lib/cni]
-runtime_handlers:
-  runc:
-    type: runc
-  xen:
-    type: xen
-    guest_kernel: /boot/guest-vmlinux.gz
-    guest_initrd: /boot/guest.cpio.gz
-    guest_cmdline: "console=hvc0 rdinit=/sbin/vgpu-agent quiet"
-    guest_memory_mb: 256
-    agent_timeout_s: 240
-YAML
+  bin_dirs: [/usr/lib/cni]" 256 ""
 # as in test/integration/test_cni.py: a bridge with the gateway on it, host-local leases
 cat > /etc/cni/net.d/10-xenpods.conflist <<'JSON'
 {"cniVersion": "1.0.0", "name": "xenpods", "plugins": [

@@ -20,36 +20,8 @@
 # expect: VGPU-XEN NOTHING-LEFT
 . /vgpu/scenarios/daemon-lib.sh
 ip link set lo up
-mkdir -p /etc/vgpu-cri /var/log/pods
-cat > /etc/vgpu-cri/config.yaml <<'YAML'
-log_level: info
-gpu:
-  backend: none
-runtime_handlers:
-  runc:
-    type: runc
-  xen:
-    type: xen
-    guest_kernel: /boot/guest-vmlinux.gz
-    guest_initrd: /boot/guest.cpio.gz
-    guest_cmdline: "console=hvc0 rdinit=/sbin/vgpu-agent quiet"
-    guest_memory_mb: 128
-    agent_timeout_s: 240
-  xen-noagent:
-    type: xen
-    guest_kernel: /boot/guest-vmlinux.gz
-    guest_initrd: /boot/guest.cpio.gz
-    guest_cmdline: "console=hvc0 quiet vgpu.scenario=hello"
-    guest_memory_mb: 128
-    agent_timeout_s: 15
-  xen-garbage:
-    type: xen
-    guest_kernel: /boot/guest-vmlinux.gz
-    guest_initrd: /boot/guest.cpio.gz
-    guest_cmdline: "console=hvc0 quiet vgpu.scenario=garbage"
-    guest_memory_mb: 128
-    agent_timeout_s: 120
-YAML
+write_config "  backend: none" "" 128 "$(xen_handler xen-noagent vgpu.scenario=hello 128 15
+xen_handler xen-garbage vgpu.scenario=garbage 128 120)"
 start_daemon
 mark DAEMON-UP "pid=$daemon_pid"
 cri-client version
