@@ -186,13 +186,19 @@ while [ "$(metric "$pod_b" vgpu_gpu_channels)" != 0 ]; do
 done
 mark CHANNEL-CAP-HELD "$(grep -m1 'channel refused' $dlog | sed 's/.*broker: //')"
 
-# ---- daemon crash (SIGKILL: nothing marks the channels CLOSED): the restarted daemon registers the
-# xen GPU pods again by domid with a new broker epoch, the parked client waiting in pod A sees the
-# epoch change and ends, and pod B serves a new program ----
-# The daemon stays down 8 s: the pod's broker process died with it, its mappings went, and the
-# gntdev unmap notify cleared ctl.broker_alive and rang the guest, so the waiting client ends while
-# no daemon runs (before, only a new epoch after the restart ended it).
-kill -KILL $daemon_pid
+# ---- daemon crash: the daemon and its pod processes SIGKILLed at once (a host OOM kill, say), so
+# no broker marks its channels CLOSED or removes its epoch. The daemon stays down 8 s: the brokers'
+# mappings went with their processes, and the gntdev unmap notify cleared ctl.broker_alive and rang
+# the guest, so the client waiting in pod A ends while no daemon runs (without the notify it would
+# wait for the restarted daemon's new epoch). Then the pods' GPUs are registered again by domid
+# and pod B serves a new program. (Killing only the daemon is no test of this: its pod processes
+# see it go and close their channels.) ----
+kill -STOP $daemon_pid
+kids=$(for p in /proc/[0-9]*; do
+	[ "$(sed 's/.*) //' "$p/stat" 2>/dev/null | cut -d' ' -f2)" = "$daemon_pid" ] && echo "${p#/proc/}"
+done)
+[ -n "$kids" ] || fail "no pod processes under the daemon"
+kill -KILL $kids $daemon_pid
 wait $daemon_pid
 t_kill=$(date +%s)
 sleep 8
