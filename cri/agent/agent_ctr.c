@@ -24,16 +24,17 @@
 #define DEVICE_WAIT_MS 30000    /* the hot-added disk's node appears after blkfront connects */
 #define KILL_WAIT_MS 10000
 
-static int fail(char *msg, int code, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
-static int fail(char *msg, int code, const char *fmt, ...)
+int agent_fail(char *msg, size_t cap, int code, const char *fmt, ...)
 {
 	va_list ap;
 
 	va_start(ap, fmt);
-	vsnprintf(msg, AGENT_CTR_MSG_MAX, fmt, ap);
+	vsnprintf(msg, cap, fmt, ap);
 	va_end(ap);
 	return code;
 }
+
+#define fail(msg, code, ...) agent_fail(msg, AGENT_CTR_MSG_MAX, code, __VA_ARGS__)
 
 uint64_t agent_ctr_wall_ns(void)
 {

@@ -19,27 +19,11 @@
 #include <unistd.h>
 
 #include "agent_ctr.h"
+#include "agent_shepherd.h"
 
 #define IFACE_WAIT_MS 30000  /* netfront's device appears once the backend is connected */
 
-static int fail(char *msg, int code, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
-static int fail(char *msg, int code, const char *fmt, ...)
-{
-	va_list ap;
-
-	va_start(ap, fmt);
-	vsnprintf(msg, AGENT_NET_MSG_MAX, fmt, ap);
-	va_end(ap);
-	return code;
-}
-
-static double mono_s(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
+#define fail(msg, code, ...) agent_fail(msg, AGENT_NET_MSG_MAX, code, __VA_ARGS__)
 
 /* The interface whose address is mac, into name (IFNAMSIZ); -ENOENT if none. */
 static int iface_by_mac(const char *sys_net, const char *mac, char *name, size_t name_len)
@@ -138,11 +122,11 @@ int agent_net_configure(const struct agent_net_env *env, const struct agent_net_
 			char *msg)
 {
 	char mtu[16];
-	double deadline = mono_s() + IFACE_WAIT_MS / 1000.0;
+	double deadline = agent_ctr_mono_s() + IFACE_WAIT_MS / 1000.0;
 	int rc;
 
 	while ((rc = iface_by_mac(env->sys_net, nc->mac, ifname, AGENT_NET_IFNAME_MAX)) < 0) {
-		if (mono_s() > deadline)
+		if (agent_ctr_mono_s() > deadline)
 			return fail(msg, -ENODEV, "no interface with MAC %s after %d ms", nc->mac, IFACE_WAIT_MS);
 		usleep(100 * 1000);
 	}

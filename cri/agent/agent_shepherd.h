@@ -20,6 +20,9 @@ void agent_shepherd_run(const struct agent_ctr_env *env, const char *id, const c
  * terminal is gone (the container exited), other -errno. */
 int agent_tty_connect(const char *dir);
 
+/* Formats an error message into msg (cap bytes) and returns code (the agent's request handlers'
+ * way of failing with a reason). */
+int agent_fail(char *msg, size_t cap, int code, const char *fmt, ...) __attribute__((format(printf, 4, 5)));
 uint64_t agent_ctr_wall_ns(void);   /* CLOCK_REALTIME in ns */
 double agent_ctr_mono_s(void);      /* CLOCK_MONOTONIC in s */
 /* Small text file into buf (NUL-terminated); -errno. */

@@ -33,24 +33,7 @@
 #define PIDFILE_WAIT_MS 2000
 #define PF_CONNECT_MS 3000      /* a loopback connect answers at once unless the backlog is full */
 
-static int fail(char *msg, int code, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
-static int fail(char *msg, int code, const char *fmt, ...)
-{
-	va_list ap;
-
-	va_start(ap, fmt);
-	vsnprintf(msg, AGENT_CTR_MSG_MAX, fmt, ap);
-	va_end(ap);
-	return code;
-}
-
-static double now_s(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
+#define fail(msg, code, ...) agent_fail(msg, AGENT_CTR_MSG_MAX, code, __VA_ARGS__)
 
 /* One session, in the stream child. */
 struct stream {
@@ -102,19 +85,19 @@ static int try_send(struct stream *s, uint16_t type, const void *data, size_t le
 	if (libxenvchan_write(s->ch, (const char *)raw, sizeof(raw)) != (int)sizeof(raw) ||
 	    (len && libxenvchan_write(s->ch, data, len) != (int)len))
 		return -EPIPE;
-	s->last_tx = now_s();
+	s->last_tx = agent_ctr_mono_s();
 	return 0;
 }
 
 /* The same, waiting (up to 5 s) for room: EXIT must get through. */
 static int send_wait(struct stream *s, uint16_t type, const void *data, size_t len)
 {
-	double deadline = now_s() + 5;
+	double deadline = agent_ctr_mono_s() + 5;
 	struct pollfd p = { .fd = libxenvchan_fd_for_select(s->ch), .events = POLLIN };
 
 	for (;;) {
 		int rc = try_send(s, type, data, len);
-		if (rc != -EAGAIN || now_s() > deadline)
+		if (rc != -EAGAIN || agent_ctr_mono_s() > deadline)
 			return rc;
 		if (poll(&p, 1, 100) > 0)
 			libxenvchan_wait(s->ch);
@@ -284,7 +267,7 @@ static void reap_exec(struct stream *s)
 	if (s->exited || s->runc_pid <= 0 || waitpid(s->runc_pid, &status, WNOHANG) != s->runc_pid)
 		return;
 	s->exited = true;
-	s->exit_at = now_s();
+	s->exit_at = agent_ctr_mono_s();
 	/* runc exec reports the process's status as its own (128+N for signal N) */
 	s->exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
 }
@@ -466,7 +449,7 @@ static int pump_in(struct stream *s)
 			if (n == 0)
 				return 0;
 			s->rx_len += (size_t)n;
-			s->last_rx = now_s();
+			s->last_rx = agent_ctr_mono_s();
 			continue;
 		}
 		s->rx_len = 0;
@@ -540,14 +523,14 @@ static bool finished(struct stream *s, int *code)
 	reap_exec(s);
 	*code = s->exit_code;
 	bool outputs_open = s->out_fd[0] >= 0 || s->out_fd[1] >= 0;
-	return s->exited && (!outputs_open || now_s() - s->exit_at > EXIT_GRACE_MS / 1000.0);
+	return s->exited && (!outputs_open || agent_ctr_mono_s() - s->exit_at > EXIT_GRACE_MS / 1000.0);
 }
 
 /* Until the process exits (EXIT sent: 0), the daemon goes away or asks to kill (1), or breaks
  * the protocol (-EPROTO). */
 static int pump(struct stream *s)
 {
-	s->last_rx = s->last_tx = now_s();
+	s->last_rx = s->last_tx = agent_ctr_mono_s();
 	for (;;) {
 		struct pollfd p[4] = {
 			{ .fd = libxenvchan_fd_for_select(s->ch), .events = POLLIN },
@@ -587,7 +570,7 @@ static int pump(struct stream *s)
 			agent_stream_exit_encode(raw, code);
 			return send_wait(s, AGENT_MSG_STREAM_EXIT, raw, sizeof(raw)) < 0;
 		}
-		double t = now_s();
+		double t = agent_ctr_mono_s();
 		if (!libxenvchan_is_open(s->ch) || t - s->last_rx > AGENT_STREAM_SILENCE_MS / 1000.0)
 			return 1;
 		if (t - s->last_tx > AGENT_STREAM_KEEPALIVE_MS / 1000.0 &&
@@ -601,10 +584,10 @@ static int pump(struct stream *s)
 static bool wait_for_daemon(struct libxenvchan *ch)
 {
 	struct pollfd p = { .fd = libxenvchan_fd_for_select(ch), .events = POLLIN };
-	double deadline = now_s() + CONNECT_WAIT_MS / 1000.0;
+	double deadline = agent_ctr_mono_s() + CONNECT_WAIT_MS / 1000.0;
 
 	while (libxenvchan_is_open(ch) == 2) {
-		if (now_s() > deadline)
+		if (agent_ctr_mono_s() > deadline)
 			return false;
 		if (poll(&p, 1, 200) > 0)
 			libxenvchan_wait(ch);
@@ -750,10 +733,10 @@ int agent_stream_open(const struct agent_ctr_env *env, const struct agent_stream
 			close(conn[i]);
 	if (rc < 0)
 		return rc;
-	double deadline = now_s() + OPEN_SYNC_MS / 1000.0;
+	double deadline = agent_ctr_mono_s() + OPEN_SYNC_MS / 1000.0;
 	struct pollfd p = { .fd = sync[0], .events = POLLIN };
 	while (len < sizeof(buf) - 1) {
-		int left = (int)((deadline - now_s()) * 1000);
+		int left = (int)((deadline - agent_ctr_mono_s()) * 1000);
 		if (left <= 0 || poll(&p, 1, left) == 0)
 			break;
 		ssize_t n = read(sync[0], buf + len, sizeof(buf) - 1 - len);
