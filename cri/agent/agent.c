@@ -453,17 +453,6 @@ static void serve(struct libxenvchan *ch)
 		case AGENT_MSG_EXEC:
 			rc = handle_exec(ch, hdr.id, payload, hdr.len);
 			break;
-		case AGENT_MSG_CTR_CREATE:
-		case AGENT_MSG_CTR_START:
-		case AGENT_MSG_CTR_STOP:
-		case AGENT_MSG_CTR_STATUS:
-		case AGENT_MSG_CTR_LOGS:
-		case AGENT_MSG_CTR_EXEC:
-		case AGENT_MSG_CTR_REMOVE:
-		case AGENT_MSG_CTR_STATS:
-		case AGENT_MSG_CTR_UPDATE:
-			rc = handle_ctr(ch, &hdr, payload);
-			break;
 		case AGENT_MSG_NET_CONFIG:
 			rc = handle_net(ch, hdr.id, payload, hdr.len);
 			break;
@@ -485,7 +474,8 @@ static void serve(struct libxenvchan *ch)
 			rc = -errno;
 			break;
 		default:
-			rc = send_error(ch, hdr.id, -EOPNOTSUPP, "unexpected message type");
+			rc = agent_msg_is_ctr_request(hdr.type) ? handle_ctr(ch, &hdr, payload)
+								 : send_error(ch, hdr.id, -EOPNOTSUPP, "unexpected message type");
 			break;
 		}
 		/* shepherds of exited containers (PID 1 also inherits orphans) */

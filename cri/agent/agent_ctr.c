@@ -44,6 +44,27 @@ uint64_t agent_ctr_wall_ns(void)
 	return (uint64_t)ts.tv_sec * 1000000000ULL + (uint64_t)ts.tv_nsec;
 }
 
+size_t agent_ctr_read_for(int fd, char *buf, size_t cap, int timeout_ms)
+{
+	double deadline = agent_ctr_mono_s() + timeout_ms / 1000.0;
+	struct pollfd p = { .fd = fd, .events = POLLIN };
+	size_t len = 0;
+
+	while (len < cap - 1) {
+		int left = (int)((deadline - agent_ctr_mono_s()) * 1000);
+		if (left <= 0 || poll(&p, 1, left) == 0)
+			break;
+		ssize_t n = read(fd, buf + len, cap - 1 - len);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0)
+			break;
+		len += (size_t)n;
+	}
+	buf[len] = '\0';
+	return len;
+}
+
 double agent_ctr_mono_s(void)
 {
 	struct timespec ts;
@@ -333,9 +354,7 @@ int agent_ctr_create(const struct agent_ctr_env *env, const struct agent_ctr_req
 {
 	char dir[512], spec[600], buf[AGENT_CTR_MSG_MAX];
 	int sync[2], rc;
-	struct pollfd p;
-	size_t len = 0;
-	double deadline;
+	size_t len;
 
 	if (mkdir(env->root, 0700) < 0 && errno != EEXIST) {
 		/* the parent may be missing: make it once */
@@ -374,23 +393,8 @@ int agent_ctr_create(const struct agent_ctr_env *env, const struct agent_ctr_req
 		rc = fail(msg, -errno, "fork: %s", strerror(errno));
 		goto undo;
 	}
-	deadline = agent_ctr_mono_s() + CREATE_SYNC_MS / 1000.0;
-	p = (struct pollfd){ .fd = sync[0], .events = POLLIN };
-	for (;;) {
-		int left = (int)((deadline - agent_ctr_mono_s()) * 1000);
-		if (left <= 0 || poll(&p, 1, left) == 0)
-			break;
-		ssize_t n = read(sync[0], buf + len, sizeof(buf) - 1 - len);
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n <= 0)
-			break;
-		len += (size_t)n;
-		if (len == sizeof(buf) - 1)
-			break;
-	}
+	len = agent_ctr_read_for(sync[0], buf, sizeof(buf), CREATE_SYNC_MS);
 	close(sync[0]);
-	buf[len] = '\0';
 	if (strncmp(buf, "OK ", 3) == 0)
 		return 0;
 	kill(pid, SIGKILL);

@@ -311,8 +311,7 @@ void agent_ctr_req_free(struct agent_ctr_req *req)
 	memset(req, 0, sizeof(*req));
 }
 
-/* The container requests (replies and other messages are not): numbers are not contiguous. */
-static int is_ctr_request(uint16_t type)
+int agent_msg_is_ctr_request(uint16_t type)
 {
 	switch (type) {
 	case AGENT_MSG_CTR_CREATE:
@@ -337,7 +336,7 @@ int agent_ctr_req_decode(uint16_t type, const uint8_t *payload, size_t len, stru
 
 	memset(out, 0, sizeof(*out));
 	out->type = type;
-	if (!is_ctr_request(type))
+	if (!agent_msg_is_ctr_request(type))
 		return -EPROTO;
 	rc = get_cstr(&r, &out->id);
 	if (rc == 0 && !id_ok(out->id, strlen(out->id)))

@@ -145,6 +145,8 @@ int agent_exec_result_encode(struct agent_buf *b, int32_t exit_code, const void 
 int agent_put_u64(struct agent_buf *b, uint64_t v);
 int agent_get_u64(struct agent_reader *r, uint64_t *v);
 
+/* Whether type is a container request (CTR_CREATE ... CTR_UPDATE; the numbers are not contiguous). */
+int agent_msg_is_ctr_request(uint16_t type);
 /* A container request (type CTR_*). Decoded strings and argv are malloc'd, NUL-terminated and
  * owned by the struct (agent_ctr_req_free); for encoding they are borrowed. */
 struct agent_ctr_req {

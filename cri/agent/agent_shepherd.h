@@ -25,6 +25,8 @@ int agent_tty_connect(const char *dir);
 int agent_fail(char *msg, size_t cap, int code, const char *fmt, ...) __attribute__((format(printf, 4, 5)));
 uint64_t agent_ctr_wall_ns(void);   /* CLOCK_REALTIME in ns */
 double agent_ctr_mono_s(void);      /* CLOCK_MONOTONIC in s */
+/* Reads fd into buf until EOF, an error, timeout_ms or cap - 1 bytes; NUL-terminates; the length. */
+size_t agent_ctr_read_for(int fd, char *buf, size_t cap, int timeout_ms);
 /* Small text file into buf (NUL-terminated); -errno. */
 int agent_ctr_read_small(const char *path, char *buf, size_t n);
 /* Atomic small write: <path>.tmp + rename; -errno. */

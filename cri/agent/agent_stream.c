@@ -733,21 +733,8 @@ int agent_stream_open(const struct agent_ctr_env *env, const struct agent_stream
 			close(conn[i]);
 	if (rc < 0)
 		return rc;
-	double deadline = agent_ctr_mono_s() + OPEN_SYNC_MS / 1000.0;
-	struct pollfd p = { .fd = sync[0], .events = POLLIN };
-	while (len < sizeof(buf) - 1) {
-		int left = (int)((deadline - agent_ctr_mono_s()) * 1000);
-		if (left <= 0 || poll(&p, 1, left) == 0)
-			break;
-		ssize_t n = read(sync[0], buf + len, sizeof(buf) - 1 - len);
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n <= 0)
-			break;
-		len += (size_t)n;
-	}
+	len = agent_ctr_read_for(sync[0], buf, sizeof(buf), OPEN_SYNC_MS);
 	close(sync[0]);
-	buf[len] = '\0';
 	if (strcmp(buf, "OK") == 0)
 		return 0; /* the agent's main loop reaps the child when it ends */
 	kill(pid, SIGKILL);
